@@ -6,7 +6,11 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod layout;
+pub mod symtab;
 
 pub use igvm_defs::IGVM_VHS_MEMORY_MAP_ENTRY as MemoryMapEntry;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};

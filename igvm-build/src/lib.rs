@@ -1,0 +1,9 @@
+//! igvm-build: host-side packaging of the SVSM into an IGVM file, and an
+//! adapter that runs IGVM files on QEMU builds without IGVM support.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod build;
+pub mod elf;
+pub mod paging;
+pub mod qemu;
+pub mod rom;

@@ -1,0 +1,1 @@
+//! Reset-vector ROM generator (in progress).

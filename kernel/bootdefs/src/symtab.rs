@@ -1,0 +1,1 @@
+//! Compact kernel symbol table embedded by igvm-build (placeholder, issue 4).
