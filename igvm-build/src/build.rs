@@ -1,12 +1,40 @@
-//! Building the IGVM file (in progress).
+//! Building the IGVM file: all layout work for stage2 and the kernel happens
+//! here, on the host, so stage2 stays tiny.
+
+use crate::elf::{self, ElfImage};
+use crate::paging::{Access, PageTableBuilder};
+use anyhow::{Context, Result, bail};
+use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader, IgvmRevision};
+use igvm_defs::{
+    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM, IgvmNativeVpContextX64,
+    IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
+};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use svsm_bootdefs::layout::*;
+use svsm_bootdefs::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, PlatformKind};
+use zerocopy::{FromZeros, IntoBytes};
+
+/// Compatibility mask of the native platform in the files we write.
+pub const NATIVE_COMPAT_MASK: u32 = 1;
+/// Page-table pool at the start of the kernel region.
+pub const PAGE_TABLE_POOL_PAGES: usize = 64;
+/// The GDT the VP context loads lives in the boot-info page at this offset.
+pub const GDT_OFFSET_IN_BOOT_INFO_PAGE: u64 = 0x800;
+/// 64-bit code and data descriptors, accessed bit preset.
+pub const BOOT_GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+pub const PARAM_AREA_CMDLINE: u32 = 0;
+pub const PARAM_AREA_MEMORY_MAP: u32 = 1;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
+    /// The stage2 ELF (linked at the stage2 base).
     #[arg(long)]
     pub stage2: PathBuf,
+    /// The kernel ELF (higher half).
     #[arg(long)]
     pub kernel: PathBuf,
+    /// The IGVM file to write.
     #[arg(short, long)]
     pub output: PathBuf,
 }
@@ -17,12 +45,307 @@ pub struct InfoArgs {
     pub stage2: PathBuf,
     #[arg(long)]
     pub kernel: PathBuf,
+    /// Fail (exit 1) when stage2's flat image exceeds its 16 KiB limit.
+    #[arg(long)]
+    pub check: bool,
 }
 
-pub fn build(_a: &BuildArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("not implemented yet")
+/// Where everything goes, decided from the two ELFs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub page_table_start: u64,
+    pub kernel_image_phys: u64,
+    pub kernel_image_virt: u64,
+    pub kernel_image_size: u64,
+    pub symtab_phys: u64,
+    pub symtab_virt: u64,
+    pub symtab_size: u64,
+    pub boot_stack_phys: u64,
+    pub free_phys_start: u64,
 }
 
-pub fn info(_a: &InfoArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("not implemented yet")
+pub fn plan(kernel: &ElfImage, symtab_len: u64) -> Result<Layout> {
+    let (lo, hi) = kernel.span();
+    if lo < KERNEL_VIRT_BASE {
+        bail!("kernel segment at {lo:#x} is below the kernel base {KERNEL_VIRT_BASE:#x}");
+    }
+    let page_table_start = KERNEL_REGION_START;
+    let kernel_image_phys = page_table_start + PAGE_TABLE_POOL_PAGES as u64 * PAGE_SIZE;
+    let kernel_image_size = align_up(hi - lo, PAGE_SIZE);
+    let symtab_phys = kernel_image_phys + kernel_image_size;
+    let symtab_size = align_up(symtab_len, PAGE_SIZE);
+    // One unmapped page separates the image from the symbol table.
+    let symtab_virt = lo + kernel_image_size + PAGE_SIZE;
+    let boot_stack_phys = symtab_phys + symtab_size;
+    let free_phys_start = boot_stack_phys + svsm_guards::BOOT_STACK_SIZE;
+    if free_phys_start + (4 << 20) > KERNEL_REGION_END {
+        bail!("kernel image too large: it leaves less than 4 MiB of the kernel region free");
+    }
+    Ok(Layout {
+        page_table_start,
+        kernel_image_phys,
+        kernel_image_virt: lo,
+        kernel_image_size,
+        symtab_phys,
+        symtab_virt,
+        symtab_size,
+        boot_stack_phys,
+        free_phys_start,
+    })
+}
+
+fn access(p: elf::Perms) -> Access {
+    match (p.write, p.exec) {
+        (true, _) => Access::ReadWrite,
+        (false, true) => Access::ReadExecute,
+        (false, false) => Access::ReadOnly,
+    }
+}
+
+/// Guest memory contents, page by page.
+#[derive(Default)]
+pub struct Pages(pub BTreeMap<u64, Vec<u8>>);
+
+impl Pages {
+    /// Copies `data` (then zeros up to `len`) to guest-physical `gpa`.
+    pub fn write(&mut self, gpa: u64, data: &[u8], len: u64) -> Result<()> {
+        let len = len.max(data.len() as u64);
+        let mut off = 0u64;
+        while off < len {
+            let addr = gpa + off;
+            let page = align_down(addr, PAGE_SIZE);
+            let in_page = (addr - page) as usize;
+            let n = ((PAGE_SIZE - (addr - page)).min(len - off)) as usize;
+            let buf = self.0.entry(page).or_insert_with(|| vec![0u8; PAGE_SIZE as usize]);
+            for i in 0..n {
+                let src = off as usize + i;
+                buf[in_page + i] = data.get(src).copied().unwrap_or(0);
+            }
+            off += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Maps the ELF's segments and writes their bytes at `phys_base + (vaddr - first vaddr)`.
+fn place_segments(img: &ElfImage, phys_base: u64, pt: &mut PageTableBuilder, pages: &mut Pages) -> Result<()> {
+    let (lo, _) = img.span();
+    for s in &img.segments {
+        let pa = phys_base + (s.vaddr - lo);
+        pages.write(pa, &s.data, align_up(s.memsz, PAGE_SIZE))?;
+        let mut off = 0;
+        while off < align_up(s.memsz, PAGE_SIZE) {
+            pt.map_4k(s.vaddr + off, pa + off, access(s.perms))?;
+            off += PAGE_SIZE;
+        }
+    }
+    Ok(())
+}
+
+/// Everything that goes into the IGVM file, before serialization.
+pub struct Image {
+    pub layout: Layout,
+    pub pages: Pages,
+    pub vp_context: IgvmNativeVpContextX64,
+    pub boot_info: BootInfo,
+    pub stage2_flat_size: u64,
+}
+
+pub fn symbol_table(kernel: &ElfImage) -> Vec<u8> {
+    let names: Vec<(u64, u64, String)> = kernel
+        .functions
+        .iter()
+        .map(|f| (f.addr, f.size, format!("{:#}", rustc_demangle::demangle(&f.name))))
+        .collect();
+    let _refs: Vec<(u64, u64, &str)> = names.iter().map(|(a, s, n)| (*a, *s, n.as_str())).collect();
+    // TODO(symtab): svsm_bootdefs::symtab::encode(&refs) once it lands.
+    Vec::new()
+}
+
+pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
+    let (s2_lo, s2_hi) = stage2.span();
+    if s2_lo != STAGE2_BASE {
+        bail!("stage2 must be linked at {STAGE2_BASE:#x}, its first segment is at {s2_lo:#x}");
+    }
+    let stage2_flat_size = s2_hi - s2_lo;
+    if stage2_flat_size > STAGE2_MAX_SIZE {
+        bail!("stage2 flat image is {stage2_flat_size} bytes, over its {STAGE2_MAX_SIZE}-byte limit");
+    }
+    if stage2.segments.iter().any(|s| s.perms.write) {
+        bail!("stage2 must not have writable segments");
+    }
+    let symtab = symbol_table(kernel);
+    let layout = plan(kernel, symtab.len() as u64)?;
+    let mut pages = Pages::default();
+    let mut pt = PageTableBuilder::new(layout.page_table_start, PAGE_TABLE_POOL_PAGES);
+
+    // Identity map of the first 2 MiB, page by page: page 0 and the stage2
+    // stack guards stay unmapped.
+    pt.map_4k(BOOT_INFO_GPA, BOOT_INFO_GPA, Access::ReadOnly)?;
+    pt.map_4k(CMDLINE_GPA, CMDLINE_GPA, Access::ReadOnly)?;
+    pt.map_4k(MEMORY_MAP_GPA, MEMORY_MAP_GPA, Access::ReadOnly)?;
+    pt.map_range(STAGE2_STACK_BOTTOM, STAGE2_STACK_BOTTOM, STAGE2_STACK_SIZE, Access::ReadWrite)?;
+    place_segments(stage2, STAGE2_BASE, &mut pt, &mut pages)?;
+    // Identity map of 2 MiB .. 4 GiB (large pages, NX) with the reset-ROM
+    // window executable for the VP-context hand-off.
+    let mut va = LARGE_PAGE_SIZE;
+    while va < IDENTITY_MAP_SIZE {
+        let acc = if va >= ROM_WINDOW_START && va < ROM_WINDOW_END { Access::ReadExecute } else { Access::ReadWrite };
+        pt.map_2m(va, va, acc)?;
+        va += LARGE_PAGE_SIZE;
+    }
+    // Direct map of guest-physical 0 .. 4 GiB.
+    pt.map_range(DIRECT_MAP_BASE, 0, DIRECT_MAP_SIZE, Access::ReadWrite)?;
+    // Kernel image, symbol table, boot stack.
+    place_segments(kernel, layout.kernel_image_phys, &mut pt, &mut pages)?;
+    pages.write(layout.symtab_phys, &symtab, layout.symtab_size)?;
+    pt.map_range(layout.symtab_virt, layout.symtab_phys, layout.symtab_size, Access::ReadOnly)?;
+    pt.map_range(
+        svsm_guards::BOOT_STACK_BOTTOM,
+        layout.boot_stack_phys,
+        svsm_guards::BOOT_STACK_SIZE,
+        Access::ReadWrite,
+    )?;
+    if pt.end() > layout.kernel_image_phys {
+        bail!("page tables overflow their pool");
+    }
+
+    let mut bi = BootInfo::new_zeroed();
+    bi.magic = BOOT_INFO_MAGIC;
+    bi.version = BOOT_INFO_VERSION;
+    bi.platform = PlatformKind::Native as u32;
+    bi.kernel_region_start = KERNEL_REGION_START;
+    bi.kernel_region_end = KERNEL_REGION_END;
+    bi.kernel_image_phys = layout.kernel_image_phys;
+    bi.kernel_image_virt = layout.kernel_image_virt;
+    bi.kernel_image_size = layout.kernel_image_size;
+    bi.kernel_entry = kernel.entry;
+    bi.page_table_root = pt.root();
+    bi.page_table_start = layout.page_table_start;
+    bi.page_table_end = pt.end();
+    bi.free_phys_start = layout.free_phys_start;
+    bi.direct_map_base = DIRECT_MAP_BASE;
+    bi.direct_map_size = DIRECT_MAP_SIZE;
+    bi.boot_stack_bottom = svsm_guards::BOOT_STACK_BOTTOM;
+    bi.boot_stack_top = svsm_guards::BOOT_STACK_TOP;
+    bi.stage2_stack_bottom = STAGE2_STACK_BOTTOM;
+    bi.stage2_stack_top = STAGE2_STACK_TOP;
+    bi.cmdline_gpa = CMDLINE_GPA;
+    bi.cmdline_size = CMDLINE_SIZE;
+    bi.memory_map_gpa = MEMORY_MAP_GPA;
+    bi.memory_map_size = MEMORY_MAP_SIZE;
+    bi.symtab_virt = layout.symtab_virt;
+    bi.symtab_size = symtab.len() as u64;
+    if let Some(id) = &kernel.build_id {
+        let n = id.len().min(bi.build_id.len());
+        bi.build_id[..n].copy_from_slice(&id[..n]);
+        bi.build_id_len = n as u32;
+    }
+    bi.validate().map_err(|e| anyhow::anyhow!("internal error: boot info invalid: {e}"))?;
+
+    let bi_bytes = bi.as_bytes();
+    assert!((bi_bytes.len() as u64) <= GDT_OFFSET_IN_BOOT_INFO_PAGE);
+    let gdt: Vec<u8> = BOOT_GDT.iter().flat_map(|d| d.to_le_bytes()).collect();
+    pages.write(BOOT_INFO_GPA, bi_bytes, PAGE_SIZE)?;
+    pages.write(BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE, &gdt, gdt.len() as u64)?;
+    for (gpa, bytes) in pt.pages() {
+        pages.write(gpa, &bytes, PAGE_SIZE)?;
+    }
+
+    let mut ctx = IgvmNativeVpContextX64::new_zeroed();
+    ctx.rip = stage2.entry;
+    ctx.rsp = STAGE2_STACK_TOP;
+    ctx.rdi = BOOT_INFO_GPA;
+    ctx.rflags = 0x2;
+    ctx.gdtr_base = BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE;
+    ctx.gdtr_limit = (gdt.len() - 1) as u16;
+    ctx.code_selector = GDT_KERNEL_CS;
+    ctx.code_attributes = 0xa09b;
+    ctx.code_limit = 0xffff_ffff;
+    ctx.data_selector = GDT_KERNEL_DS;
+    ctx.data_attributes = 0xc093;
+    ctx.data_limit = 0xffff_ffff;
+    ctx.cr0 = 0x8001_0033; // PG | WP | NE | ET | MP | PE
+    ctx.cr3 = pt.root();
+    ctx.cr4 = 0x0000_0620; // OSXMMEXCPT | OSFXSR | PAE
+    ctx.efer = 0x0000_0d00; // NXE | LMA | LME
+    Ok(Image { layout, pages, vp_context: ctx, boot_info: bi, stage2_flat_size })
+}
+
+/// The IGVM file for the native platform.
+pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
+    let platform = IgvmPlatformHeader::SupportedPlatform(IGVM_VHS_SUPPORTED_PLATFORM {
+        compatibility_mask: NATIVE_COMPAT_MASK,
+        highest_vtl: 0,
+        platform_type: IgvmPlatformType::NATIVE,
+        platform_version: 1,
+        shared_gpa_boundary: 0,
+    });
+    let mut d = Vec::new();
+    for (gpa, data) in &img.pages.0 {
+        d.push(IgvmDirectiveHeader::PageData {
+            gpa: *gpa,
+            compatibility_mask: NATIVE_COMPAT_MASK,
+            flags: IgvmPageDataFlags::new(),
+            data_type: IgvmPageDataType::NORMAL,
+            data: data.clone(),
+        });
+    }
+    for (index, gpa, size, is_cmdline) in [
+        (PARAM_AREA_CMDLINE, CMDLINE_GPA, CMDLINE_SIZE, true),
+        (PARAM_AREA_MEMORY_MAP, MEMORY_MAP_GPA, MEMORY_MAP_SIZE, false),
+    ] {
+        d.push(IgvmDirectiveHeader::ParameterArea {
+            number_of_bytes: size,
+            parameter_area_index: index,
+            initial_data: vec![],
+        });
+        let p = IGVM_VHS_PARAMETER { parameter_area_index: index, byte_offset: 0 };
+        d.push(if is_cmdline { IgvmDirectiveHeader::CommandLine(p) } else { IgvmDirectiveHeader::MemoryMap(p) });
+        d.push(IgvmDirectiveHeader::ParameterInsert(IGVM_VHS_PARAMETER_INSERT {
+            gpa,
+            compatibility_mask: NATIVE_COMPAT_MASK,
+            parameter_area_index: index,
+        }));
+    }
+    d.push(IgvmDirectiveHeader::X64NativeVpContext {
+        compatibility_mask: NATIVE_COMPAT_MASK,
+        vp_index: 0,
+        context: Box::new(img.vp_context.clone()),
+    });
+    IgvmFile::new(IgvmRevision::V1, vec![platform], vec![], d).map_err(|e| anyhow::anyhow!("igvm: {e}"))
+}
+
+pub fn build(a: &BuildArgs) -> Result<u8> {
+    let stage2 = elf::load(&a.stage2, "stage2")?;
+    let kernel = elf::load(&a.kernel, "kernel")?;
+    let img = assemble(&stage2, &kernel)?;
+    let file = to_igvm(&img)?;
+    let mut out = Vec::new();
+    file.serialize(&mut out).map_err(|e| anyhow::anyhow!("igvm serialize: {e}"))?;
+    std::fs::write(&a.output, &out).with_context(|| format!("cannot write {}", a.output.display()))?;
+    println!(
+        "igvm-build: wrote {} ({} bytes): stage2 {} bytes flat, kernel image {} bytes at {:#x}, {} pages",
+        a.output.display(),
+        out.len(),
+        img.stage2_flat_size,
+        img.layout.kernel_image_size,
+        img.layout.kernel_image_phys,
+        img.pages.0.len()
+    );
+    Ok(0)
+}
+
+pub fn info(a: &InfoArgs) -> Result<u8> {
+    let stage2 = elf::load(&a.stage2, "stage2")?;
+    let kernel = elf::load(&a.kernel, "kernel")?;
+    let kernel_file = std::fs::metadata(&a.kernel)?.len();
+    let s2 = stage2.flat_size();
+    println!("stage2 flat size: {s2} bytes (limit {STAGE2_MAX_SIZE})");
+    println!("kernel ELF size: {kernel_file} bytes, loaded image {} bytes", align_up(kernel.flat_size(), PAGE_SIZE));
+    if a.check && s2 > STAGE2_MAX_SIZE {
+        println!("stage2 is over its size limit");
+        return Ok(1);
+    }
+    Ok(0)
 }

@@ -1,0 +1,110 @@
+//! stage2: the minimal stage between the platform's VP-context state and the
+//! SVSM kernel.
+//!
+//! igvm-build did all layout work on the host: the page tables (CR3 in the VP
+//! context), the kernel image placement, the boot stack and the boot info.
+//! On the native platform the VP context already starts us in 64-bit mode on
+//! our own guarded stack; stage2 checks the boot info, says so on the serial
+//! port and jumps to the kernel on the kernel's boot stack with the boot-info
+//! pointer in `rdi`. SNP/TDX page validation will be added here per platform.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::arch::{asm, global_asm};
+use svsm_bootdefs::{BootInfo, ExitCode, layout};
+
+global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    ".cfi_startproc",
+    // Outermost frame: unwinders stop here.
+    ".cfi_undefined rip",
+    "mov rsp, {stack_top}",
+    "xor ebp, ebp",
+    "mov rdi, {boot_info}",
+    "call {main}",
+    "ud2",
+    ".cfi_endproc",
+    stack_top = const layout::STAGE2_STACK_TOP,
+    boot_info = const layout::BOOT_INFO_GPA,
+    main = sym stage2_main,
+);
+
+const COM1: u16 = 0x3f8;
+
+fn outb(port: u16, val: u8) {
+    // SAFETY: port I/O to the legacy UART and the debug-exit device only.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") val, options(nomem, nostack)) };
+}
+
+fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port I/O to the legacy UART only.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+
+fn putc(c: u8) {
+    // Wait for the transmitter holding register to be empty.
+    while inb(COM1 + 5) & 0x20 == 0 {}
+    outb(COM1, c);
+}
+
+fn puts(s: &str) {
+    s.bytes().for_each(putc);
+}
+
+fn puthex(v: u64) {
+    puts("0x");
+    for i in (0..16).rev() {
+        let d = ((v >> (i * 4)) & 0xf) as u8;
+        putc(if d < 10 { b'0' + d } else { b'a' + d - 10 });
+    }
+}
+
+fn exit(code: ExitCode) -> ! {
+    // SAFETY: isa-debug-exit port; QEMU terminates.
+    unsafe { asm!("out dx, eax", in("dx") svsm_bootdefs::DEBUG_EXIT_PORT, in("eax") code as u32, options(nomem, nostack)) };
+    loop {
+        // SAFETY: halting with interrupts off stops this CPU.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) };
+    }
+}
+
+extern "C" fn stage2_main(boot_info: *const BootInfo) -> ! {
+    // SAFETY: igvm-build placed the boot-info page at BOOT_INFO_GPA, identity
+    // mapped and read-only for us; BootInfo is plain data valid for any bytes.
+    let bi = unsafe { &*boot_info };
+    if let Err(why) = bi.validate() {
+        puts("stage2: bad boot info: ");
+        puts(why);
+        puts("\n");
+        exit(ExitCode::BootError);
+    }
+    puts("stage2: kernel entry ");
+    puthex(bi.kernel_entry);
+    puts(", boot stack top ");
+    puthex(bi.boot_stack_top);
+    puts("\n");
+    // SAFETY: the kernel entry and its boot stack are mapped by igvm-build in
+    // the current page tables; this jump never returns.
+    unsafe {
+        asm!(
+            "mov rsp, {stack}",
+            "xor ebp, ebp",
+            "jmp {entry}",
+            stack = in(reg) bi.boot_stack_top,
+            entry = in(reg) bi.kernel_entry,
+            in("rdi") boot_info,
+            options(noreturn)
+        )
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    puts("stage2: panic\n");
+    exit(ExitCode::Panic)
+}

@@ -1,3 +1,19 @@
-//! Kernel memory-management logic, host-testable (placeholder).
+//! Kernel memory-management logic, host-testable: the physical frame
+//! allocator, the kernel heap (usable as `#[global_allocator]`) and the
+//! spin lock guarding it. No hardware access: the kernel hands in
+//! addresses and pages.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(test)]
+extern crate std;
+
+mod frame;
+mod heap;
+mod spin;
+
+pub use frame::{FRAME_SIZE, FrameAllocator, FrameError, MAX_FRAMES};
+pub use heap::{
+    Heap, HeapStats, LARGEST_SMALL_CLASS, PAGE_SIZE, PageSource, SIZE_CLASSES, size_class,
+};
+pub use spin::{SpinLock, SpinLockGuard};

@@ -1,0 +1,61 @@
+//! Per-CPU area, reachable through GS base. Each CPU owns its GDT, TSS and
+//! fault-nesting state; everything else is shared.
+
+use super::gdt::{Gdt, Tss};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub const MAX_CPUS: usize = 1;
+/// Value of `current_task` when no task runs (the boot context).
+pub const NO_TASK: u32 = u32::MAX;
+
+#[repr(C)]
+pub struct PerCpu {
+    /// Self pointer: `gs:[0]`.
+    self_ptr: AtomicU64,
+    pub cpu_id: u32,
+    pub current_task: AtomicU32,
+    /// Nesting depth of the page-fault handler (a fault while handling a fault
+    /// is reported instead of recursing).
+    pub pf_depth: AtomicU32,
+    pub df_depth: AtomicU32,
+}
+
+impl PerCpu {
+    const fn new(cpu_id: u32) -> Self {
+        Self {
+            self_ptr: AtomicU64::new(0),
+            cpu_id,
+            current_task: AtomicU32::new(NO_TASK),
+            pf_depth: AtomicU32::new(0),
+            df_depth: AtomicU32::new(0),
+        }
+    }
+
+    pub fn task(&self) -> Option<u32> {
+        match self.current_task.load(Ordering::Relaxed) {
+            NO_TASK => None,
+            t => Some(t),
+        }
+    }
+}
+
+/// Descriptor tables of one CPU; only touched during that CPU's bring-up.
+pub struct CpuTables {
+    pub gdt: Gdt,
+    pub tss: Tss,
+}
+
+static PERCPU: [PerCpu; MAX_CPUS] = [PerCpu::new(0)];
+
+/// Makes `PERCPU[cpu]` this CPU's area (GS base).
+pub fn init(cpu: usize) {
+    let pc = &PERCPU[cpu];
+    pc.self_ptr.store(pc as *const PerCpu as u64, Ordering::Relaxed);
+    super::wrmsr(super::MSR_GS_BASE, pc as *const PerCpu as u64);
+}
+
+/// This CPU's area. Before `init` ran, CPU 0's.
+pub fn this_cpu() -> &'static PerCpu {
+    let gs = super::rdmsr(super::MSR_GS_BASE);
+    PERCPU.iter().find(|p| p as *const PerCpu as u64 == gs).unwrap_or(&PERCPU[0])
+}

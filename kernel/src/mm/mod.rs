@@ -1,0 +1,4 @@
+//! Kernel memory: physical frames, page tables, heap.
+
+pub mod frames;
+pub mod paging;

@@ -1,0 +1,56 @@
+//! The platform abstraction. Native (plain QEMU) is the test platform; SEV-SNP
+//! and TDX implement the same trait later. What differs per platform: how
+//! guest pages are validated (PVALIDATE / TDG.MEM.PAGE.ACCEPT / nothing), how
+//! console I/O reaches the host (direct port I/O / GHCB IOIO via #VC /
+//! TDVMCALL via #VE), which exceptions need handlers (#VC, #VE), how other CPUs
+//! are started (VMSA + AP creation / TDX multiprocessor wake-up / INIT-SIPI),
+//! and how the machine shuts down.
+
+pub mod native;
+
+use crate::io::IoPort;
+use svsm_bootdefs::{ExitCode, PlatformKind};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformError {
+    /// The operation does not exist on this platform (yet).
+    Unsupported,
+    /// The hardware/firmware refused (e.g. PVALIDATE failed).
+    Failed(u64),
+    /// Bad arguments (unaligned range, out of bounds).
+    Invalid,
+}
+
+/// Whether a page becomes usable by the SVSM or is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageValidation {
+    Valid,
+    Invalid,
+}
+
+pub trait SvsmPlatform: Sync {
+    fn kind(&self) -> PlatformKind;
+
+    /// Port I/O as the platform provides it (direct, or emulated via GHCB/TDVMCALL).
+    fn io(&self) -> &'static dyn IoPort;
+
+    /// Validates or invalidates the 4 KiB-aligned guest-physical range.
+    fn validate_pages(&self, start: u64, len: u64, state: PageValidation) -> Result<(), PlatformError>;
+
+    /// Installs platform-specific exception handling (#VC on SNP, #VE on TDX).
+    fn setup_exception_handling(&self) -> Result<(), PlatformError>;
+
+    /// Starts an application processor at the given 64-bit entry with its stack.
+    fn start_cpu(&self, cpu: u32, entry: u64, stack_top: u64) -> Result<(), PlatformError>;
+
+    /// Ends the SVSM with an exit code the host can see.
+    fn shutdown(&self, code: ExitCode) -> !;
+}
+
+static NATIVE: native::NativePlatform = native::NativePlatform;
+
+/// The platform this image runs on, as packaged by igvm-build.
+pub fn platform() -> &'static dyn SvsmPlatform {
+    // SNP and TDX select their implementation here from the boot info.
+    &NATIVE
+}

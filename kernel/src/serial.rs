@@ -1,0 +1,134 @@
+//! 16550 UART console and the `log` backend.
+
+use crate::io::IoPort;
+use core::fmt;
+use spin::Mutex;
+
+pub const COM1: u16 = 0x3f8;
+
+pub struct Uart16550 {
+    io: &'static dyn IoPort,
+    base: u16,
+}
+
+impl Uart16550 {
+    pub const fn new(io: &'static dyn IoPort, base: u16) -> Self {
+        Self { io, base }
+    }
+
+    pub fn init(&self) {
+        let b = self.base;
+        self.io.outb(b + 1, 0x00); // no interrupts
+        self.io.outb(b + 3, 0x80); // DLAB
+        self.io.outb(b, 0x01); // 115200 baud
+        self.io.outb(b + 1, 0x00);
+        self.io.outb(b + 3, 0x03); // 8N1
+        self.io.outb(b + 2, 0xc7); // FIFO on, cleared
+        self.io.outb(b + 4, 0x03); // DTR, RTS
+    }
+
+    pub fn write_byte(&self, c: u8) {
+        let mut spins = 0u32;
+        while self.io.inb(self.base + 5) & 0x20 == 0 && spins < 100_000 {
+            spins += 1;
+        }
+        self.io.outb(self.base, c);
+    }
+
+    pub fn write_bytes(&self, s: &[u8]) {
+        for &c in s {
+            if c == b'\n' {
+                self.write_byte(b'\r');
+            }
+            self.write_byte(c);
+        }
+    }
+}
+
+/// The console every kernel message goes through.
+pub struct Console {
+    uart: Mutex<Option<Uart16550>>,
+}
+
+pub static CONSOLE: Console = Console { uart: Mutex::new(None) };
+
+impl Console {
+    pub fn init(&self, uart: Uart16550) {
+        uart.init();
+        *self.uart.lock() = Some(uart);
+    }
+
+    pub fn write_str_raw(&self, s: &str) {
+        if let Some(u) = self.uart.lock().as_ref() {
+            u.write_bytes(s.as_bytes());
+        }
+    }
+
+    /// Breaks the console lock: used on the fatal paths (panic, fault
+    /// reports), where the interrupted context may hold it.
+    pub fn force_unlock(&self) {
+        if self.uart.is_locked() {
+            // SAFETY: only called on a single-CPU fatal path that never
+            // returns to the interrupted lock holder.
+            unsafe { self.uart.force_unlock() };
+        }
+    }
+}
+
+/// `core::fmt::Write` adapter over the console.
+pub struct ConsoleWriter;
+
+impl fmt::Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        CONSOLE.write_str_raw(s);
+        Ok(())
+    }
+}
+
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = writeln!($crate::serial::ConsoleWriter, $($arg)*);
+    }};
+}
+
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = write!($crate::serial::ConsoleWriter, $($arg)*);
+    }};
+}
+
+struct SerialLogger;
+
+impl log::Log for SerialLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                log::Level::Error => "ERROR",
+                log::Level::Warn => "WARN ",
+                log::Level::Info => "INFO ",
+                log::Level::Debug => "DEBUG",
+                log::Level::Trace => "TRACE",
+            };
+            crate::println!("[{level}] {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: SerialLogger = SerialLogger;
+
+pub fn init_logger(max: log::LevelFilter) {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(max);
+    }
+}
