@@ -1,3 +1,794 @@
-//! DWARF-CFI unwinder (placeholder, see issue 4).
+//! Bounded, allocation-free DWARF-CFI unwinder for x86_64.
+//!
+//! The unwinder reads `.eh_frame` through the `.eh_frame_hdr` binary-search
+//! table (see [`Module`]), evaluates the CFA and register rules of each frame
+//! with gimli and steps from a register context ([`Regs`]) to its callers.
+//!
+//! It is bounded and safe by construction:
+//! - every memory read goes through the caller's [`Memory`] accessor, which
+//!   the kernel restricts to known stack ranges; this crate contains no
+//!   `unsafe` and never dereferences an address itself;
+//! - it stops (see [`StopReason`]) on an undefined return address (the
+//!   outermost frame, marked with `.cfi_undefined rip`), a PC without an
+//!   FDE, a CFA that does not advance, a loop, a refused read, malformed CFI,
+//!   or the caller's frame limit;
+//! - the gimli unwind context lives in a fixed-size [`UnwindState`]; nothing
+//!   on the unwinding path allocates.
+//!
+//! Frames entered through an exception or interrupt entry stub whose CIE has
+//! the `S` augmentation (`.cfi_signal_frame`) are marked
+//! ([`Frame::exception`]) and their FDE is looked up with the exact `pc`;
+//! ordinary return addresses are looked up with `pc - 1`.
+//!
+//! See docs/unwinder.md for the design and the kernel integration.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod coverage;
+mod format;
+
+pub use coverage::{Coverage, coverage, is_padding};
+pub use format::{BacktraceWriter, write_backtrace};
+
+use core::fmt;
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, Evaluation, EvaluationResult,
+    EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr, Piece, ReaderOffset,
+    Register, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
+    Value, X86_64,
+};
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
+
+/// Register rules one CFI row may hold. x86_64 has 17 DWARF columns that
+/// matter (16 GPRs + RA); a row with more rules is reported as `bad-cfi`.
+pub const MAX_RULES: usize = 24;
+/// Depth of `DW_CFA_remember_state` nesting supported.
+pub const MAX_REMEMBER_DEPTH: usize = 4;
+/// Default frame limit for [`Walk`].
+pub const DEFAULT_FRAME_LIMIT: usize = 64;
+/// How many exception-frame crossings are remembered for loop detection.
+const MAX_CROSSINGS: usize = 8;
+/// Bound on DWARF expression evaluation steps (CFA/register expressions).
+const MAX_EXPR_ITERATIONS: u32 = 256;
+
+/// Fixed, in-line storage for gimli's unwind context (no allocation).
+#[derive(Debug)]
+pub struct FixedStorage;
+
+impl<T: ReaderOffset> UnwindContextStorage<T> for FixedStorage {
+    type Rules = [(Register, RegisterRule<T>); MAX_RULES];
+    type Stack = [UnwindTableRow<T, Self>; MAX_REMEMBER_DEPTH];
+}
+
+impl<'a> EvaluationStorage<Slice<'a>> for FixedStorage {
+    type Stack = [Value; 16];
+    type ExpressionStack = [(Slice<'a>, Slice<'a>); 2];
+    type Result = [Piece<Slice<'a>>; 1];
+}
+
+/// Scratch state for evaluating CFI rows (a few KiB; see
+/// [`UnwindState::SIZE`]). Keep one per CPU or in a static behind a lock,
+/// or on a stack that can afford it; it is reused across frames and walks.
+pub struct UnwindState {
+    ctx: UnwindContext<usize, FixedStorage>,
+}
+
+impl UnwindState {
+    /// Size in bytes of this state, for callers deciding where to keep it.
+    pub const SIZE: usize = core::mem::size_of::<Self>();
+
+    pub fn new() -> Self {
+        Self {
+            ctx: UnwindContext::new_in(),
+        }
+    }
+}
+
+impl Default for UnwindState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for UnwindState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnwindState").finish_non_exhaustive()
+    }
+}
+
+/// The registers the unwinder tracks: the return address / instruction
+/// pointer, the stack pointer and the SysV callee-saved registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    pub rip: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    pub rbx: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+impl Regs {
+    /// The value of a DWARF register, if it is one we track.
+    pub fn get(&self, reg: Register) -> Option<u64> {
+        Some(match reg {
+            X86_64::RA => self.rip,
+            X86_64::RSP => self.rsp,
+            X86_64::RBP => self.rbp,
+            X86_64::RBX => self.rbx,
+            X86_64::R12 => self.r12,
+            X86_64::R13 => self.r13,
+            X86_64::R14 => self.r14,
+            X86_64::R15 => self.r15,
+            _ => return None,
+        })
+    }
+
+    fn slot(&mut self, reg: Register) -> Option<&mut u64> {
+        Some(match reg {
+            X86_64::RA => &mut self.rip,
+            X86_64::RSP => &mut self.rsp,
+            X86_64::RBP => &mut self.rbp,
+            X86_64::RBX => &mut self.rbx,
+            X86_64::R12 => &mut self.r12,
+            X86_64::R13 => &mut self.r13,
+            X86_64::R14 => &mut self.r14,
+            X86_64::R15 => &mut self.r15,
+            _ => return None,
+        })
+    }
+}
+
+/// The DWARF columns restored for the caller (besides rip and rsp).
+const CALLEE_SAVED: [Register; 6] = [
+    X86_64::RBP,
+    X86_64::RBX,
+    X86_64::R12,
+    X86_64::R13,
+    X86_64::R14,
+    X86_64::R15,
+];
+
+/// Bit of a tracked register in the validity mask.
+fn bit(reg: Register) -> u16 {
+    match reg {
+        X86_64::RA => 1 << 0,
+        X86_64::RSP => 1 << 1,
+        X86_64::RBP => 1 << 2,
+        X86_64::RBX => 1 << 3,
+        X86_64::R12 => 1 << 4,
+        X86_64::R13 => 1 << 5,
+        X86_64::R14 => 1 << 6,
+        X86_64::R15 => 1 << 7,
+        _ => 0,
+    }
+}
+
+const ALL_VALID: u16 = 0xff;
+
+/// Caller-supplied memory accessor. The unwinder reads the stack only through
+/// this; return `None` for any address outside the ranges it may read (the
+/// walk then stops with [`StopReason::BadMemory`]).
+pub trait Memory {
+    fn read_u64(&self, addr: u64) -> Option<u64>;
+}
+
+impl<M: Memory + ?Sized> Memory for &M {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        (**self).read_u64(addr)
+    }
+}
+
+/// Why a walk ended. The names match docs/serial-formats.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// The return-address rule is undefined: the CFI-marked outermost frame.
+    EndOfStack,
+    /// The PC has no FDE.
+    NoFde,
+    /// The caller's stack pointer does not lie above the callee's.
+    CfaNotAdvancing,
+    /// A frame (pc, sp) repeated across an exception-frame crossing.
+    Loop,
+    /// The frame limit was reached.
+    FrameLimit,
+    /// The memory accessor refused a read.
+    BadMemory,
+    /// The CFI is malformed or uses a rule this unwinder does not support.
+    BadCfi,
+}
+
+impl StopReason {
+    pub const ALL: [StopReason; 7] = [
+        Self::EndOfStack,
+        Self::NoFde,
+        Self::CfaNotAdvancing,
+        Self::Loop,
+        Self::FrameLimit,
+        Self::BadMemory,
+        Self::BadCfi,
+    ];
+
+    /// The name used in the `BACKTRACE END` line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EndOfStack => "end-of-stack",
+            Self::NoFde => "no-fde",
+            Self::CfaNotAdvancing => "cfa-not-advancing",
+            Self::Loop => "loop",
+            Self::FrameLimit => "frame-limit",
+            Self::BadMemory => "bad-memory",
+            Self::BadCfi => "bad-cfi",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The location of the CFI sections of one loaded image.
+#[derive(Clone, Copy, Debug)]
+pub struct CfiSections<'a> {
+    /// Contents of `.eh_frame_hdr` (must contain the binary-search table).
+    pub eh_frame_hdr: &'a [u8],
+    /// Virtual address at which `.eh_frame_hdr` is loaded.
+    pub eh_frame_hdr_addr: u64,
+    /// Contents of `.eh_frame`.
+    pub eh_frame: &'a [u8],
+    /// Virtual address at which `.eh_frame` is loaded.
+    pub eh_frame_addr: u64,
+}
+
+/// One loaded image's CFI: the parsed `.eh_frame_hdr` search table and
+/// `.eh_frame`. Construction validates the header; lookups never panic on
+/// malformed data (they report `bad-cfi`).
+pub struct Module<'a> {
+    hdr: ParsedEhFrameHdr<Slice<'a>>,
+    eh_frame: EhFrame<Slice<'a>>,
+    bases: BaseAddresses,
+    fde_count: usize,
+    pc_start: u64,
+    pc_end: u64,
+}
+
+impl fmt::Debug for Module<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Module")
+            .field("fde_count", &self.fde_count)
+            .field("pc_start", &format_args!("{:#x}", self.pc_start))
+            .field("pc_end", &format_args!("{:#x}", self.pc_end))
+            .finish()
+    }
+}
+
+/// Errors from [`Module::new`].
+pub type ModuleError = &'static str;
+
+impl<'a> Module<'a> {
+    pub fn new(s: CfiSections<'a>) -> Result<Self, ModuleError> {
+        let bases = BaseAddresses::default()
+            .set_eh_frame_hdr(s.eh_frame_hdr_addr)
+            .set_eh_frame(s.eh_frame_addr);
+        let hdr = EhFrameHdr::new(s.eh_frame_hdr, LittleEndian)
+            .parse(&bases, 8)
+            .map_err(|_| "malformed .eh_frame_hdr")?;
+        let ptr = hdr
+            .eh_frame_ptr()
+            .direct()
+            .map_err(|_| ".eh_frame_hdr has an indirect eh_frame_ptr")?;
+        if ptr != s.eh_frame_addr {
+            return Err(".eh_frame_hdr eh_frame_ptr does not match the .eh_frame address");
+        }
+        let eh_frame = EhFrame::new(s.eh_frame, LittleEndian);
+        let mut m = Module {
+            hdr,
+            eh_frame,
+            bases,
+            fde_count: 0,
+            pc_start: 0,
+            pc_end: 0,
+        };
+        let (count, first) = {
+            let table = m
+                .hdr
+                .table()
+                .ok_or(".eh_frame_hdr has no binary-search table")?;
+            let mut iter = table.iter(&m.bases);
+            let count = iter.size_hint().0;
+            let first = match iter.next() {
+                Ok(Some((loc, _))) => loc.direct().map_err(|_| "indirect FDE location")?,
+                _ => return Err("malformed .eh_frame_hdr table"),
+            };
+            (count, first)
+        };
+        m.fde_count = count;
+        m.pc_start = first;
+        let last = m
+            .table_entry(count.saturating_sub(1))
+            .ok_or("malformed .eh_frame_hdr table")?;
+        let fde = m.fde_at(last.1).map_err(|_| "malformed last FDE")?;
+        m.pc_end = fde.end_address();
+        if m.pc_end < m.pc_start {
+            return Err(".eh_frame_hdr table is not sorted");
+        }
+        Ok(m)
+    }
+
+    /// Number of FDEs in the search table.
+    pub fn fde_count(&self) -> usize {
+        self.fde_count
+    }
+
+    /// The range [start, end) from the first FDE to the end of the last one.
+    pub fn pc_range(&self) -> (u64, u64) {
+        (self.pc_start, self.pc_end)
+    }
+
+    /// Whether `pc` lies in the range spanned by this module's FDEs.
+    pub fn spans(&self, pc: u64) -> bool {
+        pc >= self.pc_start && pc < self.pc_end
+    }
+
+    /// The `n`th search-table entry: (initial location, FDE address).
+    fn table_entry(&self, n: usize) -> Option<(u64, u64)> {
+        let table = self.hdr.table()?;
+        let mut iter = table.iter(&self.bases);
+        let (loc, fde) = iter.nth(n).ok()??;
+        Some((loc.direct().ok()?, fde.direct().ok()?))
+    }
+
+    fn fde_at(&self, fde_addr: u64) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>> {
+        let table = self
+            .hdr
+            .table()
+            .ok_or(gimli::Error::NoUnwindInfoForAddress)?;
+        let off = table.pointer_to_offset(gimli::Pointer::Direct(fde_addr))?;
+        self.eh_frame
+            .fde_from_offset(&self.bases, off, EhFrame::cie_from_offset)
+    }
+
+    /// The FDE covering `pc`, `Ok(None)` if there is none, `Err` if the CFI
+    /// is malformed.
+    pub(crate) fn fde_for(
+        &self,
+        pc: u64,
+    ) -> Result<Option<FrameDescriptionEntry<Slice<'a>>>, ModuleError> {
+        let Some(table) = self.hdr.table() else {
+            return Ok(None);
+        };
+        match table.fde_for_address(&self.eh_frame, &self.bases, pc, EhFrame::cie_from_offset) {
+            Ok(fde) => Ok(Some(fde)),
+            Err(gimli::Error::NoUnwindInfoForAddress) => Ok(None),
+            Err(_) => Err("malformed CFI"),
+        }
+    }
+
+    /// The [start, end) range of the FDE covering `pc`, if any.
+    pub fn fde_range(&self, pc: u64) -> Option<(u64, u64)> {
+        let fde = self.fde_for(pc).ok()??;
+        Some((fde.initial_address(), fde.end_address()))
+    }
+
+    /// Calls `f(start, end)` for every FDE in search-table order. Stops and
+    /// returns `Err` at the first malformed entry.
+    pub fn for_each_fde(&self, mut f: impl FnMut(u64, u64)) -> Result<(), ModuleError> {
+        let Some(table) = self.hdr.table() else {
+            return Ok(());
+        };
+        let mut iter = table.iter(&self.bases);
+        for _ in 0..self.fde_count {
+            let (_, ptr) = match iter.next() {
+                Ok(Some(e)) => e,
+                _ => return Err("malformed .eh_frame_hdr table"),
+            };
+            let addr = ptr.direct().map_err(|_| "indirect FDE pointer")?;
+            let fde = self.fde_at(addr).map_err(|_| "malformed FDE")?;
+            f(fde.initial_address(), fde.end_address());
+        }
+        Ok(())
+    }
+}
+
+/// Where a frame was entered through an exception/interrupt entry: the
+/// entry stub's frame, whose CIE carries the `S` augmentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExceptionEntry {
+    /// PC inside the entry stub (its return address or interrupted point).
+    pub stub_pc: u64,
+    /// CFA of the entry stub's frame: the address just above the frame the
+    /// CPU pushed. The kernel may use it to find e.g. a pushed vector number.
+    pub stub_cfa: u64,
+}
+
+/// One frame of a backtrace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Position in the backtrace (#00 is the starting context).
+    pub index: usize,
+    /// The frame's instruction pointer: for #00 and frames entered through
+    /// an exception, the exact PC; otherwise the return address.
+    pub pc: u64,
+    /// The stack pointer in this frame.
+    pub sp: u64,
+    /// The frame's CFA, if its CFI could be evaluated.
+    pub cfa: Option<u64>,
+    /// Set if this frame was interrupted by an exception/interrupt whose
+    /// entry stub is described by a signal-frame CIE (or the walk started
+    /// from an exception context).
+    pub exception: Option<ExceptionEntry>,
+    /// Whether `pc` is exact (used as is for lookups) or a return address
+    /// (looked up as `pc - 1`).
+    pub pc_is_exact: bool,
+    /// The registers of this frame as far as they are known.
+    pub regs: Regs,
+}
+
+impl Frame {
+    /// The address to use for FDE and symbol lookups.
+    pub fn lookup_pc(&self) -> u64 {
+        if self.pc_is_exact {
+            self.pc
+        } else {
+            self.pc.wrapping_sub(1)
+        }
+    }
+}
+
+/// Walks the stack from a register context to its callers, one [`Frame`] at a
+/// time (an [`Iterator`]). After the iterator ends, [`Walk::stop_reason`]
+/// says why. Each `next()` does a bounded amount of work; the whole walk
+/// yields at most `limit` frames.
+pub struct Walk<'w, M: Memory + ?Sized> {
+    modules: &'w [Module<'w>],
+    mem: &'w M,
+    state: &'w mut UnwindState,
+    regs: Regs,
+    valid: u16,
+    pc_is_exact: bool,
+    exception: Option<ExceptionEntry>,
+    index: usize,
+    limit: usize,
+    stop: Option<StopReason>,
+    crossings: [(u64, u64); MAX_CROSSINGS],
+    ncross: usize,
+}
+
+impl<'w, M: Memory + ?Sized> Walk<'w, M> {
+    /// Starts a walk at `regs` (frame #00, whose `rip` is taken as exact).
+    pub fn new(
+        modules: &'w [Module<'w>],
+        mem: &'w M,
+        state: &'w mut UnwindState,
+        regs: Regs,
+    ) -> Self {
+        Walk {
+            modules,
+            mem,
+            state,
+            regs,
+            valid: ALL_VALID,
+            pc_is_exact: true,
+            exception: None,
+            index: 0,
+            limit: DEFAULT_FRAME_LIMIT,
+            stop: None,
+            crossings: [(0, 0); MAX_CROSSINGS],
+            ncross: 0,
+        }
+    }
+
+    /// Sets the maximum number of frames yielded.
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Marks frame #00 as entered through an exception (the walk starts from
+    /// the context a fault handler saw).
+    pub fn from_exception(mut self, entry: ExceptionEntry) -> Self {
+        self.exception = Some(entry);
+        self
+    }
+
+    /// Why the walk ended; `None` while frames remain.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// Drives the walk to its end, calling `f` for each frame; returns the
+    /// stop reason.
+    pub fn run(mut self, mut f: impl FnMut(&Frame)) -> StopReason {
+        for frame in self.by_ref() {
+            f(&frame);
+        }
+        self.stop.unwrap_or(StopReason::FrameLimit)
+    }
+
+    fn read(&self, addr: u64) -> Result<u64, StopReason> {
+        self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
+    }
+
+    fn reg(&self, regs: &Regs, valid: u16, reg: Register) -> Result<u64, StopReason> {
+        match regs.get(reg) {
+            Some(v) if valid & bit(reg) != 0 => Ok(v),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Evaluates a DWARF expression (CFA or register rule) with a bounded,
+    /// allocation-free evaluator. Returns the resulting address/value.
+    fn eval_expr(
+        &self,
+        module: &Module<'w>,
+        expr: gimli::Expression<Slice<'w>>,
+        initial: Option<u64>,
+        valid: u16,
+    ) -> Result<u64, StopReason> {
+        let encoding = gimli::Encoding {
+            format: gimli::Format::Dwarf32,
+            version: 4,
+            address_size: 8,
+        };
+        let _ = module;
+        let mut eval: Evaluation<Slice<'w>, FixedStorage> = Evaluation::new_in(expr.0, encoding);
+        eval.set_max_iterations(MAX_EXPR_ITERATIONS);
+        if let Some(v) = initial {
+            eval.set_initial_value(v);
+        }
+        let mut res = eval.evaluate().map_err(|_| StopReason::BadCfi)?;
+        loop {
+            res = match res {
+                EvaluationResult::Complete => break,
+                EvaluationResult::RequiresMemory { address, size, .. } => {
+                    if size != 8 {
+                        return Err(StopReason::BadCfi);
+                    }
+                    let v = self.read(address)?;
+                    eval.resume_with_memory(Value::Generic(v))
+                }
+                EvaluationResult::RequiresRegister { register, .. } => {
+                    let v = self.reg(&self.regs, valid, register)?;
+                    eval.resume_with_register(Value::Generic(v))
+                }
+                _ => return Err(StopReason::BadCfi),
+            }
+            .map_err(|_| StopReason::BadCfi)?;
+        }
+        match eval.as_result() {
+            [
+                Piece {
+                    location: gimli::Location::Address { address },
+                    size_in_bits: None,
+                    bit_offset: None,
+                },
+            ] => Ok(*address),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Evaluates the current frame's CFI. Returns its CFA, whether its CIE is
+    /// a signal frame, and the caller's registers (`None` at the end of the
+    /// stack).
+    #[allow(clippy::type_complexity)]
+    fn eval_frame(
+        &mut self,
+        lookup_pc: u64,
+    ) -> Result<(u64, bool, Option<(Regs, u16)>), (Option<u64>, StopReason)> {
+        let modules = self.modules;
+        let module = modules
+            .iter()
+            .find(|m| m.spans(lookup_pc))
+            .ok_or((None, StopReason::NoFde))?;
+        let fde = match module.fde_for(lookup_pc) {
+            Ok(Some(fde)) => fde,
+            Ok(None) => return Err((None, StopReason::NoFde)),
+            Err(_) => return Err((None, StopReason::BadCfi)),
+        };
+        let signal = fde.is_signal_trampoline();
+        let ra_reg = fde.cie().return_address_register();
+        // Copy the rules we need out of the row so that `self` is free again.
+        let row = fde
+            .unwind_info_for_address(
+                &module.eh_frame,
+                &module.bases,
+                &mut self.state.ctx,
+                lookup_pc,
+            )
+            .map_err(|_| (None, StopReason::BadCfi))?;
+        let cfa_rule = row.cfa().clone();
+        let ra_rule = row.register(ra_reg);
+        let rsp_rule = row.register(X86_64::RSP);
+        let mut rules: [Option<RegisterRule<usize>>; CALLEE_SAVED.len()] = Default::default();
+        for (slot, reg) in rules.iter_mut().zip(CALLEE_SAVED) {
+            *slot = row.register(reg);
+        }
+
+        let regs = self.regs;
+        let valid = self.valid;
+        let cfa = match cfa_rule {
+            CfaRule::RegisterAndOffset { register, offset } => self
+                .reg(&regs, valid, register)
+                .map_err(|e| (None, e))?
+                .wrapping_add_signed(offset),
+            CfaRule::Expression(e) => {
+                let expr = e
+                    .get(&module.eh_frame)
+                    .map_err(|_| (None, StopReason::BadCfi))?;
+                self.eval_expr(module, expr, None, valid)
+                    .map_err(|e| (None, e))?
+            }
+        };
+        let fail = |e| (Some(cfa), e);
+
+        let ra = match ra_rule {
+            None | Some(RegisterRule::Undefined) => return Ok((cfa, signal, None)),
+            Some(rule) => self
+                .apply(module, ra_reg, &rule, cfa, &regs, valid)
+                .map_err(fail)?
+                .ok_or((Some(cfa), StopReason::BadCfi))?,
+        };
+
+        let mut caller = regs;
+        let mut caller_valid = valid;
+        caller.rip = ra;
+        caller_valid |= bit(X86_64::RA);
+        // By convention the CFA is the caller's stack pointer unless the
+        // CFI says otherwise (exception entry stubs restore the interrupted
+        // rsp from the CPU-pushed frame).
+        caller.rsp = match rsp_rule {
+            None => cfa,
+            Some(rule) => self
+                .apply(module, X86_64::RSP, &rule, cfa, &regs, valid)
+                .map_err(fail)?
+                .ok_or((Some(cfa), StopReason::BadCfi))?,
+        };
+        for (rule, reg) in rules.iter().zip(CALLEE_SAVED) {
+            let Some(rule) = rule else { continue };
+            match self
+                .apply(module, reg, rule, cfa, &regs, valid)
+                .map_err(fail)?
+            {
+                Some(v) => {
+                    if let Some(slot) = caller.slot(reg) {
+                        *slot = v;
+                    }
+                    caller_valid |= bit(reg);
+                }
+                None => caller_valid &= !bit(reg),
+            }
+        }
+        Ok((cfa, signal, Some((caller, caller_valid))))
+    }
+
+    /// Applies one register rule. `Ok(None)` means "undefined".
+    fn apply(
+        &self,
+        module: &Module<'w>,
+        reg: Register,
+        rule: &RegisterRule<usize>,
+        cfa: u64,
+        regs: &Regs,
+        valid: u16,
+    ) -> Result<Option<u64>, StopReason> {
+        Ok(Some(match *rule {
+            RegisterRule::Undefined => return Ok(None),
+            RegisterRule::SameValue => {
+                return Ok(regs.get(reg).filter(|_| valid & bit(reg) != 0));
+            }
+            RegisterRule::Offset(n) => self.read(cfa.wrapping_add_signed(n))?,
+            RegisterRule::ValOffset(n) => cfa.wrapping_add_signed(n),
+            RegisterRule::Register(r) => self.reg(regs, valid, r)?,
+            RegisterRule::Expression(e) => {
+                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
+                let addr = self.eval_expr(module, expr, Some(cfa), valid)?;
+                self.read(addr)?
+            }
+            RegisterRule::ValExpression(e) => {
+                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
+                self.eval_expr(module, expr, Some(cfa), valid)?
+            }
+            RegisterRule::Constant(c) => c,
+            RegisterRule::Architectural => return Err(StopReason::BadCfi),
+        }))
+    }
+
+    fn remember_crossing(&mut self, pc: u64, sp: u64) -> bool {
+        let n = self.ncross.min(MAX_CROSSINGS);
+        if self.crossings[..n].contains(&(pc, sp)) {
+            return false;
+        }
+        self.crossings[self.ncross % MAX_CROSSINGS] = (pc, sp);
+        self.ncross = self.ncross.saturating_add(1);
+        true
+    }
+}
+
+impl<M: Memory + ?Sized> Iterator for Walk<'_, M> {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        if self.stop.is_some() {
+            return None;
+        }
+        if self.index >= self.limit {
+            self.stop = Some(StopReason::FrameLimit);
+            return None;
+        }
+        let mut frame = Frame {
+            index: self.index,
+            pc: self.regs.rip,
+            sp: self.regs.rsp,
+            cfa: None,
+            exception: self.exception,
+            pc_is_exact: self.pc_is_exact,
+            regs: self.regs,
+        };
+        self.index += 1;
+        match self.eval_frame(frame.lookup_pc()) {
+            Err((cfa, reason)) => {
+                frame.cfa = cfa;
+                self.stop = Some(reason);
+            }
+            Ok((cfa, _, None)) => {
+                frame.cfa = Some(cfa);
+                self.stop = Some(StopReason::EndOfStack);
+            }
+            Ok((cfa, signal, Some((caller, valid)))) => {
+                frame.cfa = Some(cfa);
+                if signal {
+                    // The caller is the interrupted context: it may live on
+                    // another stack (IST), so the stack pointer need not
+                    // grow; detect loops through the crossings instead.
+                    if !self.remember_crossing(caller.rip, caller.rsp) {
+                        self.stop = Some(StopReason::Loop);
+                        return Some(frame);
+                    }
+                    self.exception = Some(ExceptionEntry {
+                        stub_pc: frame.pc,
+                        stub_cfa: cfa,
+                    });
+                    self.pc_is_exact = true;
+                } else {
+                    if caller.rsp <= self.regs.rsp {
+                        self.stop = Some(StopReason::CfaNotAdvancing);
+                        return Some(frame);
+                    }
+                    self.exception = None;
+                    self.pc_is_exact = false;
+                }
+                self.regs = caller;
+                self.valid = valid;
+            }
+        }
+        Some(frame)
+    }
+}
+
+/// Convenience: walks from `regs` and calls `f` for each frame; returns the
+/// stop reason.
+pub fn walk<M: Memory + ?Sized>(
+    modules: &[Module<'_>],
+    mem: &M,
+    state: &mut UnwindState,
+    regs: Regs,
+    limit: usize,
+    f: impl FnMut(&Frame),
+) -> StopReason {
+    Walk::new(modules, mem, state, regs)
+        .with_limit(limit)
+        .run(f)
+}

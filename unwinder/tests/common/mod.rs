@@ -1,0 +1,181 @@
+//! Host helpers shared by the host-stack test and the benchmark: the loaded
+//! images' CFI (via `dl_iterate_phdr`), a stack accessor restricted to the
+//! current thread's stack, register capture, and libgcc's unwinder.
+#![allow(dead_code)]
+
+use std::ffi::{c_int, c_void};
+use std::sync::OnceLock;
+
+use svsm_unwinder::{CfiSections, Memory, Module};
+
+/// Captures the current registers into a `Regs`. Must be expanded inside the
+/// function whose frame becomes frame #00.
+#[macro_export]
+macro_rules! capture_regs {
+    () => {{
+        let mut r = svsm_unwinder::Regs::default();
+        let p: *mut svsm_unwinder::Regs = &mut r;
+        // SAFETY: stores the current register values into `r`, which is a
+        // live, writable `Regs` (repr Rust, but `Regs` fields are eight u64s;
+        // the offsets are taken with `offset_of!`). The asm touches no other
+        // memory and does not use the stack.
+        unsafe {
+            core::arch::asm!(
+                "mov [{p} + {o_rsp}], rsp",
+                "mov [{p} + {o_rbp}], rbp",
+                "mov [{p} + {o_rbx}], rbx",
+                "mov [{p} + {o_r12}], r12",
+                "mov [{p} + {o_r13}], r13",
+                "mov [{p} + {o_r14}], r14",
+                "mov [{p} + {o_r15}], r15",
+                "lea {t}, [rip]",
+                "mov [{p} + {o_rip}], {t}",
+                p = in(reg) p,
+                t = out(reg) _,
+                o_rip = const core::mem::offset_of!(svsm_unwinder::Regs, rip),
+                o_rsp = const core::mem::offset_of!(svsm_unwinder::Regs, rsp),
+                o_rbp = const core::mem::offset_of!(svsm_unwinder::Regs, rbp),
+                o_rbx = const core::mem::offset_of!(svsm_unwinder::Regs, rbx),
+                o_r12 = const core::mem::offset_of!(svsm_unwinder::Regs, r12),
+                o_r13 = const core::mem::offset_of!(svsm_unwinder::Regs, r13),
+                o_r14 = const core::mem::offset_of!(svsm_unwinder::Regs, r14),
+                o_r15 = const core::mem::offset_of!(svsm_unwinder::Regs, r15),
+                options(nostack, preserves_flags),
+            );
+        }
+        r
+    }};
+}
+
+/// Every loaded image's CFI, found through `PT_GNU_EH_FRAME`.
+pub fn host_modules() -> &'static [Module<'static>] {
+    static MODULES: OnceLock<Vec<Module<'static>>> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        let mut sections: Vec<CfiSections<'static>> = Vec::new();
+        // SAFETY: dl_iterate_phdr calls `collect` synchronously with valid
+        // `dl_phdr_info` pointers; `sections` outlives the call.
+        unsafe {
+            libc::dl_iterate_phdr(Some(collect), (&raw mut sections).cast());
+        }
+        sections
+            .into_iter()
+            .filter_map(|s| Module::new(s).ok())
+            .collect()
+    })
+}
+
+unsafe extern "C" fn collect(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: called by dl_iterate_phdr with a valid info and our `data`.
+    let (info, out) = unsafe { (&*info, &mut *data.cast::<Vec<CfiSections<'static>>>()) };
+    if info.dlpi_phdr.is_null() {
+        return 0;
+    }
+    // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
+    let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum.into()) };
+    let bias = info.dlpi_addr;
+    let Some(eh) = phdrs.iter().find(|p| p.p_type == libc::PT_GNU_EH_FRAME) else {
+        return 0;
+    };
+    let hdr_addr = bias + eh.p_vaddr;
+    // SAFETY: the PT_GNU_EH_FRAME segment is mapped read-only for as long as
+    // the image stays loaded (the whole test run for these images).
+    let hdr: &'static [u8] =
+        unsafe { std::slice::from_raw_parts(hdr_addr as *const u8, eh.p_memsz as usize) };
+    let bases = gimli::BaseAddresses::default().set_eh_frame_hdr(hdr_addr);
+    let Ok(parsed) = gimli::EhFrameHdr::new(hdr, gimli::LittleEndian).parse(&bases, 8) else {
+        return 0;
+    };
+    let Ok(eh_frame_addr) = parsed.eh_frame_ptr().direct() else {
+        return 0;
+    };
+    // .eh_frame runs at most to the end of the PT_LOAD segment holding it.
+    let Some(seg) = phdrs.iter().find(|p| {
+        p.p_type == libc::PT_LOAD
+            && eh_frame_addr >= bias + p.p_vaddr
+            && eh_frame_addr < bias + p.p_vaddr + p.p_memsz
+    }) else {
+        return 0;
+    };
+    let len = (bias + seg.p_vaddr + seg.p_memsz - eh_frame_addr) as usize;
+    // SAFETY: within a mapped, readable PT_LOAD segment of a loaded image.
+    let eh_frame: &'static [u8] =
+        unsafe { std::slice::from_raw_parts(eh_frame_addr as *const u8, len) };
+    out.push(CfiSections {
+        eh_frame_hdr: hdr,
+        eh_frame_hdr_addr: hdr_addr,
+        eh_frame,
+        eh_frame_addr,
+    });
+    0
+}
+
+/// Reads only inside the current thread's stack.
+pub struct ThreadStack {
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl ThreadStack {
+    pub fn current() -> Self {
+        // SAFETY: pthread_getattr_np fills `attr` for the calling thread; it
+        // is destroyed after use. All pointers are to locals.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+            let mut addr: *mut c_void = std::ptr::null_mut();
+            let mut size: usize = 0;
+            assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
+            libc::pthread_attr_destroy(&mut attr);
+            ThreadStack {
+                lo: addr as u64,
+                hi: addr as u64 + size as u64,
+            }
+        }
+    }
+}
+
+impl Memory for ThreadStack {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        if addr < self.lo || addr > self.hi.checked_sub(8)? {
+            return None;
+        }
+        // SAFETY: [addr, addr+8) lies inside this thread's mapped stack.
+        Some(unsafe { std::ptr::read_volatile(addr as *const u64) })
+    }
+}
+
+#[link(name = "gcc_s")]
+unsafe extern "C" {
+    fn _Unwind_Backtrace(
+        trace: extern "C" fn(*mut c_void, *mut c_void) -> c_int,
+        arg: *mut c_void,
+    ) -> c_int;
+    fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    fn _Unwind_GetCFA(ctx: *mut c_void) -> usize;
+}
+
+/// `_URC_END_OF_STACK`
+pub const URC_END_OF_STACK: c_int = 5;
+
+extern "C" fn trace_cb(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `&mut Vec` passed to `_Unwind_Backtrace` below and
+    // `ctx` is libgcc's live context for this callback.
+    unsafe {
+        let out = &mut *arg.cast::<Vec<(u64, u64)>>();
+        out.push((_Unwind_GetIP(ctx) as u64, _Unwind_GetCFA(ctx) as u64));
+    }
+    0
+}
+
+/// libgcc's backtrace from the caller: (pc, cfa as libgcc reports it) per
+/// frame, and libgcc's return code.
+#[inline(never)]
+pub fn libgcc_backtrace(out: &mut Vec<(u64, u64)>) -> c_int {
+    // SAFETY: the callback matches libgcc's trace-function ABI and `out`
+    // stays valid for the duration of the call.
+    unsafe { _Unwind_Backtrace(trace_cb, (out as *mut Vec<(u64, u64)>).cast()) }
+}
