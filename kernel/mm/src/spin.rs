@@ -40,7 +40,7 @@ impl<T> SpinLock<T> {
 
     pub fn try_lock(&self) -> Option<SpinLockGuard<'_, T>> {
         self.locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| SpinLockGuard { lock: self })
     }
