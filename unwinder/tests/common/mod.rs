@@ -3,6 +3,8 @@
 //! current thread's stack, register capture, and libgcc's unwinder.
 #![allow(dead_code)]
 
+pub mod synth;
+
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
