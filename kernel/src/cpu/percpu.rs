@@ -57,5 +57,5 @@ pub fn init(cpu: usize) {
 /// This CPU's area. Before `init` ran, CPU 0's.
 pub fn this_cpu() -> &'static PerCpu {
     let gs = super::rdmsr(super::MSR_GS_BASE);
-    PERCPU.iter().find(|p| p as *const PerCpu as u64 == gs).unwrap_or(&PERCPU[0])
+    PERCPU.iter().find(|p| core::ptr::from_ref::<PerCpu>(p) as u64 == gs).unwrap_or(&PERCPU[0])
 }
