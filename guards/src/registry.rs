@@ -354,6 +354,12 @@ mod tests {
     }
 
     #[test]
+    fn kernel_registry_fits_its_bss_budget() {
+        // docs/guards.md promises about 8 KiB for MAX_STACKS entries.
+        assert!(core::mem::size_of::<StackRegistry>() <= 8 * 1024 + 64);
+    }
+
+    #[test]
     fn slot_zero_is_never_allocated_even_without_boot_registration() {
         let mut r = reg();
         let id = r.allocate(StackKind::Task, Owner::cpu(0), "t").unwrap();
