@@ -76,6 +76,13 @@ impl StackInfo {
     }
 }
 
+impl HwmRecord<'_> {
+    /// Writes the line (no newline) to any `fmt::Write`.
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        write!(w, "{self}")
+    }
+}
+
 impl fmt::Display for HwmRecord<'_> {
     /// `STACK-HWM kind=<kind> name=<name> cpu=<n> task=<id|-> size=<bytes> used=<bytes>`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
