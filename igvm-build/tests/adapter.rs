@@ -39,6 +39,12 @@ struct Image {
     map_rom: bool,
     /// Mark the ROM window no-execute.
     rom_nx: bool,
+    /// Include the VP context directive.
+    context: bool,
+    /// Directives appended after the standard ones (before the VP context).
+    extra: Vec<IgvmDirectiveHeader>,
+    /// The platform of the single platform header.
+    platform: IgvmPlatformType,
 }
 
 impl Image {
@@ -47,6 +53,9 @@ impl Image {
             payload,
             map_rom: true,
             rom_nx: false,
+            context: true,
+            extra: Vec::new(),
+            platform: IgvmPlatformType::NATIVE,
         }
     }
 
@@ -97,7 +106,7 @@ impl Image {
         ctx.cr4 = 0x20; // PAE
         ctx.efer = 0x900; // NXE | LME
 
-        let directives = vec![
+        let mut directives = vec![
             page(PML4, qwords(&[PDPT | 3])),
             page(PDPT, qwords(&pdpt)),
             page(PD_LOW, qwords(&pd_low)),
@@ -122,16 +131,19 @@ impl Image {
                 compatibility_mask: MASK,
                 parameter_area_index: 0,
             }),
-            IgvmDirectiveHeader::X64NativeVpContext {
+        ];
+        directives.extend(self.extra.iter().cloned());
+        if self.context {
+            directives.push(IgvmDirectiveHeader::X64NativeVpContext {
                 compatibility_mask: MASK,
                 vp_index: 0,
                 context: ctx,
-            },
-        ];
+            });
+        }
         let platform = IgvmPlatformHeader::SupportedPlatform(IGVM_VHS_SUPPORTED_PLATFORM {
             compatibility_mask: MASK,
             highest_vtl: 0,
-            platform_type: IgvmPlatformType::NATIVE,
+            platform_type: self.platform,
             platform_version: 1,
             shared_gpa_boundary: 0,
         });
@@ -451,4 +463,85 @@ fn ready_marker_is_timed_and_benchmarked() {
         stdout.contains("no boot reached the ready marker"),
         "{stdout}"
     );
+}
+
+fn page_at(gpa: u64) -> IgvmDirectiveHeader {
+    IgvmDirectiveHeader::PageData {
+        gpa,
+        compatibility_mask: MASK,
+        flags: IgvmPageDataFlags::new(),
+        data_type: IgvmPageDataType::NORMAL,
+        data: vec![0xaa; 4096],
+    }
+}
+
+fn plan_error(img: Image, cmdline: &str) -> String {
+    let bytes = img.bytes();
+    match qemu::plan::plan(&bytes, cmdline, MEM_MIB << 20) {
+        Ok(_) => panic!("plan accepted a bad file"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn plan_translates_the_good_file() {
+    let p = qemu::plan::plan(&Image::new(checker).bytes(), "test=adapter", MEM_MIB << 20).unwrap();
+    assert_eq!(p.ram, vec![(0, MEM_MIB << 20)]);
+    assert!(p.has_command_line);
+    assert_eq!(p.rom.len(), 64 * 1024);
+    // Contiguous pages are coalesced: code+GDT+params (0x100000..0x103000)
+    // and the four page-table pages (0x200000..0x204000).
+    let blobs: Vec<(u64, usize)> = p.blobs.iter().map(|b| (b.gpa, b.data.len())).collect();
+    assert_eq!(blobs, vec![(CODE, 0x3000), (PML4, 0x4000)]);
+    let params = &p.blobs[0].data[0x2000..];
+    assert_eq!(&params[CMDLINE_OFFSET as usize..][..13], b"test=adapter\0");
+    assert_eq!(
+        u64::from_le_bytes(params[8..16].try_into().unwrap()),
+        (MEM_MIB << 20) / 4096
+    );
+}
+
+#[test]
+fn plan_refuses_inconsistent_files() {
+    let with = |extra: Vec<IgvmDirectiveHeader>| {
+        let mut img = Image::new(hello);
+        img.extra = extra;
+        img
+    };
+    let e = plan_error(with(vec![page_at(MEM_MIB << 20)]), "");
+    assert!(e.contains("outside the 128 MiB of guest RAM"), "{e}");
+    let e = plan_error(with(vec![page_at(0xB_8000)]), "");
+    assert!(e.contains("legacy hole"), "{e}");
+    let e = plan_error(with(vec![page_at(CODE)]), "");
+    assert!(e.contains("overlaps"), "{e}");
+    let e = plan_error(with(vec![]), &"x".repeat(4096));
+    assert!(e.contains("does not fit parameter area 0"), "{e}");
+    let e = plan_error(
+        with(vec![
+            IgvmDirectiveHeader::ParameterArea {
+                number_of_bytes: 4096,
+                parameter_area_index: 1,
+                initial_data: vec![],
+            },
+            IgvmDirectiveHeader::Madt(IGVM_VHS_PARAMETER {
+                parameter_area_index: 1,
+                byte_offset: 0,
+            }),
+        ]),
+        "",
+    );
+    assert!(
+        e.contains("not supported by the QEMU adapter") && e.contains("Madt"),
+        "{e}"
+    );
+    let mut img = Image::new(hello);
+    img.context = false;
+    let e = plan_error(img, "");
+    assert!(e.contains("no native VP context"), "{e}");
+    let mut img = Image::new(hello);
+    img.platform = IgvmPlatformType::SEV_SNP;
+    img.context = false;
+    // igvm 0.5 wants SNP platform version 1 too; the file is valid but not native.
+    let e = plan_error(img, "");
+    assert!(e.contains("no NATIVE platform header"), "{e}");
 }
