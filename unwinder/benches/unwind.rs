@@ -1,1 +1,82 @@
-fn main() {}
+//! `make bench-unwinder`: ns per frame, ours against libgcc's
+//! `_Unwind_Backtrace`, unwinding the same host stack to its end. Prints
+//! medians; asserts nothing about speed.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{ThreadStack, host_modules, libgcc_backtrace};
+use std::hint::black_box;
+use std::time::Instant;
+use svsm_unwinder::{StopReason, UnwindState, Walk};
+
+const SAMPLES: usize = 41;
+const WALKS_PER_SAMPLE: usize = 200;
+const DEPTH: u32 = 30;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[inline(never)]
+fn measure() {
+    let regs = capture_regs!();
+    let mem = ThreadStack::current();
+    let modules = host_modules();
+    let mut state = Box::new(UnwindState::new());
+
+    // One walk each to learn the frame counts.
+    let mut ours_frames = 0usize;
+    let stop = Walk::new(modules, &mem, &mut state, regs)
+        .with_limit(1024)
+        .run(|_| ours_frames += 1);
+    assert_eq!(stop, StopReason::EndOfStack);
+    let mut theirs = Vec::with_capacity(1024);
+    libgcc_backtrace(&mut theirs);
+    // libgcc reports a final pseudo-frame with pc 0.
+    let theirs_frames = theirs.iter().filter(|f| f.0 != 0).count();
+
+    let mut ours_ns = Vec::new();
+    let mut theirs_ns = Vec::new();
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        for _ in 0..WALKS_PER_SAMPLE {
+            let mut n = 0u64;
+            let walk = Walk::new(modules, &mem, &mut state, black_box(regs)).with_limit(1024);
+            black_box(walk.run(|f| n = n.wrapping_add(f.pc)));
+            black_box(n);
+        }
+        ours_ns.push(t.elapsed().as_nanos() as f64 / (WALKS_PER_SAMPLE * ours_frames) as f64);
+
+        let t = Instant::now();
+        for _ in 0..WALKS_PER_SAMPLE {
+            theirs.clear();
+            black_box(libgcc_backtrace(&mut theirs));
+        }
+        theirs_ns.push(t.elapsed().as_nanos() as f64 / (WALKS_PER_SAMPLE * theirs_frames) as f64);
+    }
+    println!(
+        "unwind: ours   {:7.1} ns/frame (median of {SAMPLES} x {WALKS_PER_SAMPLE} walks, {ours_frames} frames)",
+        median(ours_ns)
+    );
+    println!(
+        "unwind: libgcc {:7.1} ns/frame (median of {SAMPLES} x {WALKS_PER_SAMPLE} walks, {theirs_frames} frames)",
+        median(theirs_ns)
+    );
+}
+
+#[inline(never)]
+fn recurse(n: u32) {
+    if n == 0 {
+        measure();
+    } else {
+        recurse(black_box(n - 1));
+    }
+    black_box(n);
+}
+
+fn main() {
+    // cargo bench passes --bench; any other argument is ignored.
+    recurse(DEPTH);
+}
