@@ -704,6 +704,21 @@ mod tests {
     }
 
     #[test]
+    fn igvm_cfg_command_line_shape() {
+        let args: Vec<String> = igvm_cfg_args(Path::new("/x/svsm.igvm"), 256)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with("-machine pc,igvm-cfg=igvm0 "),
+            "{joined}"
+        );
+        assert!(joined.ends_with("-m 256M -object igvm-cfg,id=igvm0,file=/x/svsm.igvm"));
+        assert!(!joined.contains("-bios"));
+    }
+
+    #[test]
     fn adapter_command_line_shape() {
         let args: Vec<String> = common_args(512)
             .iter()
