@@ -1,0 +1,468 @@
+//! Per-function decoding: frame sizes, call sites, large moves,
+//! address-taken functions and vtables.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+
+use crate::cfi::Cfi;
+use crate::elf::{Image, RelocValue};
+use crate::mcode;
+
+/// How control reaches the callee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteKind {
+    /// `call`: pushes a return address.
+    Call,
+    /// `jmp`/`jcc` to another function: reuses the caller's return address.
+    Tail,
+    /// Execution runs off the end of the function into the next one.
+    Fallthrough,
+}
+
+/// Callee of a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A known function (index into `Image::functions`).
+    Func(usize),
+    /// Call through a pointer slot (`call [rip+X]`, e.g. a GOT entry) that
+    /// holds an import or a value that is not a function start.
+    Slot { slot: u64, detail: String },
+    /// Direct branch to an address that is not in any function.
+    NoFunction(u64),
+    /// Register/memory indirect call: `reg` (`call rax`), `mem_disp` for
+    /// `call [reg+disp]`, `complex` otherwise.
+    Indirect(IndirectForm),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndirectForm {
+    Register,
+    MemDisp(i64),
+    Complex,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub addr: u64,
+    pub kind: SiteKind,
+    pub target: Target,
+    /// Stack depth of the caller at the site (incl. its return address), if known.
+    pub depth: Option<u64>,
+    /// Through a pointer slot (`call [rip+X]`).
+    pub via_slot: bool,
+}
+
+/// Where a function's frame size came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrameSource {
+    Cfi,
+    Code,
+    CfiAndCode,
+    Config,
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct FuncInfo {
+    /// Frame size incl. return address, or the reason it is unknown.
+    pub frame: Result<u64, String>,
+    pub source: FrameSource,
+    /// Machine-code size (only computed when needed, or in validation mode).
+    pub code_frame: Option<Result<u64, String>>,
+    pub sites: Vec<Site>,
+    pub invalid_at: Option<u64>,
+}
+
+/// A memcpy/memmove/memset call with a constant size.
+#[derive(Debug, Clone)]
+pub struct MoveCall {
+    pub func: usize,
+    pub addr: u64,
+    pub callee: String,
+    pub size: u64,
+}
+
+pub struct Graph {
+    pub funcs: Vec<FuncInfo>,
+    pub moves: Vec<MoveCall>,
+    pub address_taken: BTreeSet<usize>,
+    /// Vtable slot offset -> functions found at that offset in vtables.
+    pub vtable_slots: BTreeMap<i64, BTreeSet<usize>>,
+    pub vtables_found: usize,
+}
+
+const MEM_FUNCS: [&str; 6] = [
+    "memcpy",
+    "memmove",
+    "memset",
+    "__memcpy_chk",
+    "__memmove_chk",
+    "__memset_chk",
+];
+
+fn is_mem_func(name: &str) -> Option<&'static str> {
+    let last = name.rsplit("::").next().unwrap_or(name);
+    MEM_FUNCS.iter().copied().find(|m| *m == last)
+}
+
+/// Build per-function information. `all_code` also runs the machine-code
+/// analysis for functions that have CFI (validation).
+pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
+    let mut funcs = Vec::with_capacity(img.functions.len());
+    let mut moves = Vec::new();
+    let mut taken: HashSet<usize> = HashSet::new();
+    let mut instrs: Vec<Instruction> = Vec::new();
+    for (fi, f) in img.functions.iter().enumerate() {
+        instrs.clear();
+        let code = img.code(f).unwrap_or(&[]);
+        let mut dec = Decoder::with_ip(64, code, f.addr, DecoderOptions::NONE);
+        let mut ins = Instruction::default();
+        let mut invalid_at = None;
+        while dec.can_decode() {
+            dec.decode_out(&mut ins);
+            if ins.is_invalid() {
+                if invalid_at.is_none() {
+                    invalid_at = Some(ins.ip());
+                }
+                continue;
+            }
+            instrs.push(ins);
+        }
+
+        // Frame size.
+        let fde = cfi.fde_for(f.addr);
+        let need_code = match fde {
+            None => true,
+            Some(d) => d.not_rsp_based,
+        };
+        let minfo = (need_code || all_code).then(|| mcode::analyze(&instrs, f.addr, f.end()));
+        let (frame, source) = match (fde, &minfo) {
+            (Some(d), _) if !d.not_rsp_based => {
+                let m = if d.start == f.addr {
+                    d.max_rsp_offset
+                } else {
+                    d.rows
+                        .iter()
+                        .filter(|r| r.1 > f.addr && r.0 < f.end())
+                        .filter_map(|r| r.2)
+                        .max()
+                        .unwrap_or(d.max_rsp_offset)
+                };
+                (Ok(m), FrameSource::Cfi)
+            }
+            (Some(d), Some(m)) => match &m.frame {
+                Ok(c) => (Ok(d.max_rsp_offset.max(*c)), FrameSource::CfiAndCode),
+                Err(e) => (
+                    Err(format!(
+                        "CFI uses a frame pointer and code analysis failed: {e}"
+                    )),
+                    FrameSource::Unknown,
+                ),
+            },
+            (None, Some(m)) => match &m.frame {
+                Ok(c) => (Ok(*c), FrameSource::Code),
+                Err(e) => (
+                    Err(format!("no CFI and code analysis failed: {e}")),
+                    FrameSource::Unknown,
+                ),
+            },
+            _ => (Err("no frame information".into()), FrameSource::Unknown),
+        };
+        let depth_at = |idx: usize, addr: u64| -> Option<u64> {
+            if let Some(d) = fde
+                && let Some(v) = d.depth_at(addr)
+            {
+                return Some(v);
+            }
+            if let Some(m) = &minfo
+                && let Some(Some(v)) = m.depth_before.get(idx)
+                && *v >= 0
+            {
+                return Some(*v as u64);
+            }
+            frame.as_ref().ok().copied()
+        };
+
+        // Sites.
+        let mut sites = Vec::new();
+        for (idx, ins) in instrs.iter().enumerate() {
+            collect_taken(img, ins, &mut taken);
+            let fc = ins.flow_control();
+            let kind = match fc {
+                FlowControl::Call | FlowControl::IndirectCall => SiteKind::Call,
+                FlowControl::UnconditionalBranch
+                | FlowControl::ConditionalBranch
+                | FlowControl::IndirectBranch => SiteKind::Tail,
+                _ => continue,
+            };
+            let mut via_slot = false;
+            let target = match ins.op0_kind() {
+                OpKind::NearBranch64 => {
+                    let t = ins.near_branch_target();
+                    if kind == SiteKind::Tail && t >= f.addr && t < f.end() {
+                        continue; // intra-function branch
+                    }
+                    match img.function_containing(t) {
+                        Some(ti) => Target::Func(ti),
+                        None => Target::NoFunction(t),
+                    }
+                }
+                OpKind::Memory if ins.is_ip_rel_memory_operand() => {
+                    via_slot = true;
+                    let slot = ins.ip_rel_memory_address();
+                    match img.read_slot(slot) {
+                        Some(RelocValue::Value(v)) => match img.function_at(v) {
+                            Some(ti) => Target::Func(ti),
+                            None => Target::Slot {
+                                slot,
+                                detail: format!("slot holds {v:#x}, not a function start"),
+                            },
+                        },
+                        Some(RelocValue::Import(name)) => Target::Slot {
+                            slot,
+                            detail: format!("imported symbol `{name}`"),
+                        },
+                        None => Target::Slot {
+                            slot,
+                            detail: "slot is not in a loaded section".into(),
+                        },
+                    }
+                }
+                OpKind::Memory => {
+                    if kind == SiteKind::Tail && is_jump_table(&instrs, idx) {
+                        continue;
+                    }
+                    if ins.memory_index() == Register::None && ins.memory_base() != Register::None {
+                        Target::Indirect(IndirectForm::MemDisp(ins.memory_displacement64() as i64))
+                    } else {
+                        Target::Indirect(IndirectForm::Complex)
+                    }
+                }
+                OpKind::Register => {
+                    if kind == SiteKind::Tail && is_jump_table(&instrs, idx) {
+                        continue;
+                    }
+                    Target::Indirect(IndirectForm::Register)
+                }
+                _ => Target::Indirect(IndirectForm::Complex),
+            };
+            // Large moves: mem function with a constant size in rdx.
+            if let Target::Func(ti) = target
+                && let Some(name) = is_mem_func(&img.functions[ti].demangled)
+                && let Some(size) = const_rdx_before(&instrs, idx)
+            {
+                moves.push(MoveCall {
+                    func: fi,
+                    addr: ins.ip(),
+                    callee: name.to_string(),
+                    size,
+                });
+            }
+            sites.push(Site {
+                addr: ins.ip(),
+                kind,
+                target,
+                depth: depth_at(idx, ins.ip()),
+                via_slot,
+            });
+        }
+        // Falls off the end into the next function?
+        if let Some(last) = instrs.last() {
+            let falls = matches!(
+                last.flow_control(),
+                FlowControl::Next
+                    | FlowControl::Call
+                    | FlowControl::IndirectCall
+                    | FlowControl::ConditionalBranch
+            ) && !matches!(last.mnemonic(), Mnemonic::Ud2 | Mnemonic::Hlt);
+            if falls
+                && last.next_ip() == f.end()
+                && let Some(ti) = img.function_at(f.end())
+            {
+                {
+                    sites.push(Site {
+                        addr: last.ip(),
+                        kind: SiteKind::Fallthrough,
+                        target: Target::Func(ti),
+                        depth: depth_at(instrs.len() - 1, last.ip()),
+                        via_slot: false,
+                    });
+                }
+            }
+        }
+        let code_frame = minfo.map(|m| m.frame);
+        funcs.push(FuncInfo {
+            frame,
+            source,
+            code_frame,
+            sites,
+            invalid_at,
+        });
+    }
+
+    // Address-taken functions and vtables from data.
+    let mut vtable_slots: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
+    let mut vtables_found = 0;
+    for seg in img.segments.iter().filter(|s| !s.exec) {
+        let base = seg.addr.next_multiple_of(8);
+        let skip = (base - seg.addr) as usize;
+        if skip >= seg.data.len() {
+            continue;
+        }
+        let words: Vec<u64> = seg.data[skip..]
+            .chunks_exact(8)
+            .enumerate()
+            .map(|(k, c)| {
+                let addr = base + 8 * k as u64;
+                match img.relocs.get(&addr) {
+                    Some(RelocValue::Value(v)) => *v,
+                    Some(RelocValue::Import(_)) => 0,
+                    None => u64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+                }
+            })
+            .collect();
+        let func_of = |w: u64| if w == 0 { None } else { img.function_at(w) };
+        for &w in &words {
+            if let Some(ti) = func_of(w) {
+                taken.insert(ti);
+            }
+        }
+        let mut p = 0;
+        while p + 3 < words.len() {
+            let (w0, w1, w2) = (words[p], words[p + 1], words[p + 2]);
+            let drop_ok = w0 == 0 || func_of(w0).is_some();
+            let layout_ok = w1 < (1 << 40) && w2.is_power_of_two() && w2 <= (1 << 16);
+            if drop_ok && layout_ok && func_of(words[p + 3]).is_some() {
+                vtables_found += 1;
+                let mut k = 3;
+                while p + k < words.len() {
+                    let Some(ti) = func_of(words[p + k]) else {
+                        break;
+                    };
+                    vtable_slots.entry((k * 8) as i64).or_default().insert(ti);
+                    k += 1;
+                }
+                p += k;
+            } else {
+                p += 1;
+            }
+        }
+    }
+    for v in img.relocs.values() {
+        if let RelocValue::Value(v) = v
+            && let Some(ti) = img.function_at(*v)
+        {
+            taken.insert(ti);
+        }
+    }
+    Graph {
+        funcs,
+        moves,
+        address_taken: taken.into_iter().collect(),
+        vtable_slots,
+        vtables_found,
+    }
+}
+
+fn collect_taken(img: &Image<'_>, ins: &Instruction, taken: &mut HashSet<usize>) {
+    match ins.mnemonic() {
+        Mnemonic::Lea if ins.is_ip_rel_memory_operand() => {
+            if let Some(ti) = img.function_at(ins.ip_rel_memory_address()) {
+                taken.insert(ti);
+            }
+        }
+        Mnemonic::Mov | Mnemonic::Push => {
+            for op in 0..ins.op_count() {
+                if matches!(
+                    ins.op_kind(op),
+                    OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64
+                ) && let Some(ti) = img.function_at(ins.immediate(op))
+                {
+                    taken.insert(ti);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `jmp reg`/`jmp [..]` preceded by a scaled-index table load: a jump table.
+fn is_jump_table(instrs: &[Instruction], idx: usize) -> bool {
+    let ins = &instrs[idx];
+    if ins.op0_kind() == OpKind::Memory
+        && ins.memory_index() != Register::None
+        && ins.memory_index_scale() >= 4
+    {
+        return true;
+    }
+    for prev in instrs[..idx].iter().rev().take(6) {
+        if matches!(
+            prev.flow_control(),
+            FlowControl::Call | FlowControl::Return | FlowControl::UnconditionalBranch
+        ) {
+            break;
+        }
+        for op in 0..prev.op_count() {
+            if prev.op_kind(op) == OpKind::Memory
+                && prev.memory_index() != Register::None
+                && prev.memory_index_scale() >= 4
+                && matches!(
+                    prev.mnemonic(),
+                    Mnemonic::Movsxd | Mnemonic::Mov | Mnemonic::Movzx
+                )
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Constant loaded into rdx/edx before the call at `idx`, within the block.
+fn const_rdx_before(instrs: &[Instruction], idx: usize) -> Option<u64> {
+    for prev in instrs[..idx].iter().rev().take(16) {
+        if !matches!(prev.flow_control(), FlowControl::Next) {
+            return None;
+        }
+        if prev.op_count() > 0
+            && prev.op0_kind() == OpKind::Register
+            && prev.op0_register().full_register() == Register::RDX
+        {
+            if prev.mnemonic() == Mnemonic::Mov && prev.op_count() == 2 {
+                return match prev.op1_kind() {
+                    OpKind::Immediate32
+                    | OpKind::Immediate64
+                    | OpKind::Immediate32to64
+                    | OpKind::Immediate16
+                    | OpKind::Immediate8 => Some(prev.immediate(1)),
+                    _ => None,
+                };
+            }
+            if prev.mnemonic() == Mnemonic::Xor
+                && prev.op1_kind() == OpKind::Register
+                && prev.op1_register().full_register() == Register::RDX
+            {
+                return Some(0);
+            }
+            return None;
+        }
+        // Implicit writers of rdx.
+        if matches!(
+            prev.mnemonic(),
+            Mnemonic::Mul
+                | Mnemonic::Div
+                | Mnemonic::Idiv
+                | Mnemonic::Cqo
+                | Mnemonic::Cdq
+                | Mnemonic::Rdtsc
+                | Mnemonic::Rdmsr
+                | Mnemonic::Cpuid
+        ) {
+            return None;
+        }
+    }
+    None
+}

@@ -1,0 +1,380 @@
+//! Report renderers: JSON, Markdown, SVG flame graph (inferno), SARIF, baseline.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::analysis::{EntryReport, Report, Status};
+use crate::bail_input;
+
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_default() + "\n"
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::OverBudget => "OVER BUDGET",
+        Status::Unbounded => "UNBOUNDED",
+    }
+}
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map(|x| x.to_string())
+        .unwrap_or_else(|| "unbounded".into())
+}
+
+fn short_path(e: &EntryReport) -> String {
+    if e.worst_path.is_empty() {
+        return e
+            .issues
+            .first()
+            .map(|i| format!("{}: {} at {}", i.kind, i.function, i.address))
+            .unwrap_or_default();
+    }
+    let names: Vec<String> = e
+        .worst_path
+        .iter()
+        .map(|s| match s.recursion_depth {
+            Some(n) => format!("{} (recursion x{n})", s.function),
+            None => s.function.clone(),
+        })
+        .collect();
+    names.join(" → ")
+}
+
+/// Markdown summary for a PR comment.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## stackcheck: {}\n",
+        if r.ok {
+            "all entries within budget"
+        } else {
+            "FAILED"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| entry point | image | stack | bound (B) | budget (B) | headroom (B) | status | worst path |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---|---|");
+    for e in &r.entries {
+        let bound = match (e.own_bound, e.nested_bound) {
+            (Some(o), Some(n)) if e.bound.is_some() => {
+                format!("{} ({o} + nested {n})", fmt_opt(e.bound))
+            }
+            _ => fmt_opt(e.bound),
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` (`{}`) | {} | {} | {} | {} | {} | {} | {} |",
+            e.name,
+            e.symbol,
+            e.image,
+            e.stack,
+            bound,
+            e.budget,
+            e.headroom
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "—".into()),
+            status_str(e.status),
+            short_path(e).replace('|', "\\|")
+        );
+    }
+    let unb: Vec<&EntryReport> = r
+        .entries
+        .iter()
+        .filter(|e| e.status == Status::Unbounded)
+        .collect();
+    if !unb.is_empty() {
+        let _ = writeln!(s, "\n### Why unbounded\n");
+        for e in unb {
+            for i in e.issues.iter().take(20) {
+                let _ = writeln!(
+                    s,
+                    "- `{}`: **{}** in `{}` at {}: {}",
+                    e.name, i.kind, i.function, i.address, i.detail
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n### Large moves (memcpy/memmove/memset ≥ {} B)\n",
+        r.thresholds.large_move
+    );
+    if r.large_moves.is_empty() {
+        let _ = writeln!(s, "None.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| image | function | callee | size (B) | source |\n|---|---|---|---:|---|"
+        );
+        for m in &r.large_moves {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {} | {} | {} |",
+                m.image,
+                m.function,
+                m.callee,
+                m.size,
+                src(&m.file, m.line)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n### Large frames (≥ {} B)\n", r.thresholds.large_frame);
+    if r.large_frames.is_empty() {
+        let _ = writeln!(s, "None.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| image | function | frame (B) | sized by | source |\n|---|---|---:|---|---|"
+        );
+        for m in &r.large_frames {
+            let _ = writeln!(
+                s,
+                "| {} | `{}` | {} | {} | {} |",
+                m.image,
+                m.function,
+                m.frame,
+                m.source,
+                src(&m.file, m.line)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n### Images\n");
+    for i in &r.images {
+        let _ = writeln!(
+            s,
+            "- **{}** `{}` build-id {}: {} functions ({} CFI, {} machine code, {} config, {} unknown); indirect call sites {} (annotation {}, vtable {}, address-taken {}, unresolved {})",
+            i.name,
+            i.path,
+            i.build_id.as_deref().unwrap_or("none"),
+            i.functions,
+            i.sized_by_cfi,
+            i.sized_by_code,
+            i.sized_by_config,
+            i.unknown_size.len(),
+            i.indirect_sites.total,
+            i.indirect_sites.by_annotation,
+            i.indirect_sites.by_vtable,
+            i.indirect_sites.by_address_taken,
+            i.indirect_sites.unresolved
+        );
+    }
+    s
+}
+
+fn src(file: &Option<String>, line: Option<u32>) -> String {
+    match (file, line) {
+        (Some(f), Some(l)) => format!("{f}:{l}"),
+        (Some(f), None) => f.clone(),
+        _ => "?".into(),
+    }
+}
+
+/// Collapsed stacks of the worst paths: the width of each frame is the
+/// stack depth reached below it.
+pub fn collapsed(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in &r.entries {
+        if e.worst_path.is_empty() {
+            continue;
+        }
+        let root = format!("{} [{}]", e.name, e.stack);
+        push_path(&mut out, &root, e);
+        if let Some(n) = &e.nested_worst
+            && let Some(ne) = r
+                .entries
+                .iter()
+                .find(|x| &x.name == n && x.image == e.image)
+            && e.nested_bound.is_some()
+        {
+            let nroot = format!("{root};[nested] {}", ne.name);
+            push_path(&mut out, &nroot, ne);
+        }
+    }
+    out
+}
+
+fn push_path(out: &mut Vec<String>, root: &str, e: &EntryReport) {
+    let clean = |s: &str| s.replace(';', ":").replace(' ', "_");
+    let mut prefix = root.replace(';', ":");
+    let steps = &e.worst_path;
+    let base = steps.first().map(|s| s.stack_at_entry).unwrap_or(0);
+    let mut used = 0u64;
+    for (i, s) in steps.iter().enumerate() {
+        prefix.push(';');
+        prefix.push_str(&clean(&s.function));
+        let w = if i + 1 < steps.len() {
+            steps[i + 1].stack_at_entry.saturating_sub(s.stack_at_entry)
+        } else {
+            e.own_bound.unwrap_or(0).saturating_sub(used)
+        };
+        if i + 1 < steps.len() {
+            used = steps[i + 1].stack_at_entry - base;
+        }
+        if w > 0 {
+            out.push(format!("{prefix} {w}"));
+        }
+    }
+}
+
+pub fn flamegraph(r: &Report) -> Result<Vec<u8>> {
+    let lines = collapsed(r);
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = "stackcheck: worst stack paths per entry point".into();
+    opts.count_name = "bytes".into();
+    opts.deterministic = true;
+    let mut buf = Vec::new();
+    if lines.is_empty() {
+        // inferno refuses empty input; render a placeholder.
+        let placeholder = ["no bounded entry points 1".to_string()];
+        inferno::flamegraph::from_lines(
+            &mut opts,
+            placeholder.iter().map(String::as_str),
+            &mut buf,
+        )?;
+    } else {
+        inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut buf)?;
+    }
+    Ok(buf)
+}
+
+/// SARIF 2.1.0 log: violations, unbounded entries, large moves and frames.
+pub fn sarif(r: &Report) -> String {
+    let mut results = Vec::new();
+    let location = |file: &Option<String>, line: Option<u32>| -> serde_json::Value {
+        match file {
+            Some(f) => json!([{ "physicalLocation": {
+                "artifactLocation": { "uri": f },
+                "region": { "startLine": line.unwrap_or(1).max(1) }
+            }}]),
+            None => json!([]),
+        }
+    };
+    for e in &r.entries {
+        let first = e.worst_path.first();
+        let loc = first
+            .map(|s| location(&s.file, s.line))
+            .unwrap_or(json!([]));
+        match e.status {
+            Status::Ok => {}
+            Status::OverBudget => results.push(json!({
+                "ruleId": "stack-budget-exceeded",
+                "level": "error",
+                "message": { "text": format!("entry `{}` ({}) needs {} bytes on stack `{}`, budget {}: {}",
+                    e.name, e.symbol, fmt_opt(e.bound), e.stack, e.budget, short_path(e)) },
+                "locations": loc,
+            })),
+            Status::Unbounded => {
+                results.push(json!({
+                    "ruleId": "stack-unbounded",
+                    "level": "error",
+                    "message": { "text": format!("entry `{}` ({}) has no stack bound: {} issue(s), first: {}",
+                        e.name, e.symbol, e.issues.len(), e.issues.first().map(|i| format!("{} in {} at {}: {}", i.kind, i.function, i.address, i.detail)).unwrap_or_default()) },
+                    "locations": loc,
+                }));
+            }
+        }
+    }
+    for m in &r.large_moves {
+        results.push(json!({
+            "ruleId": "large-move",
+            "level": "warning",
+            "message": { "text": format!("{} of {} bytes in `{}`", m.callee, m.size, m.function) },
+            "locations": location(&m.file, m.line),
+        }));
+    }
+    for f in &r.large_frames {
+        results.push(json!({
+            "ruleId": "large-frame",
+            "level": "warning",
+            "message": { "text": format!("`{}` has a {}-byte stack frame", f.function, f.frame) },
+            "locations": location(&f.file, f.line),
+        }));
+    }
+    let rule = |id: &str, text: &str| json!({ "id": id, "shortDescription": { "text": text } });
+    let log = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "stackcheck",
+                "version": r.tool_version,
+                "rules": [
+                    rule("stack-budget-exceeded", "Worst-case stack depth exceeds the budget"),
+                    rule("stack-unbounded", "Stack depth cannot be bounded (unknown frame, unresolved call or recursion)"),
+                    rule("large-move", "memcpy/memmove/memset of a large constant size"),
+                    rule("large-frame", "Function with a large stack frame"),
+                ]
+            }},
+            "results": results,
+        }]
+    });
+    serde_json::to_string_pretty(&log).unwrap_or_default() + "\n"
+}
+
+#[derive(Deserialize)]
+struct BaseReport {
+    entries: Vec<BaseEntry>,
+}
+
+#[derive(Deserialize)]
+struct BaseEntry {
+    name: String,
+    image: String,
+    bound: Option<u64>,
+}
+
+/// Compare with an older JSON report. Returns (text, exceeded growth limit).
+pub fn baseline(r: &Report, old_json: &str, max_growth: Option<u64>) -> Result<(String, bool)> {
+    let old: BaseReport = match serde_json::from_str(old_json) {
+        Ok(o) => o,
+        Err(e) => bail_input!("invalid baseline report: {e}"),
+    };
+    let mut s = String::from("stack growth against baseline:\n");
+    let mut fail = false;
+    for e in &r.entries {
+        let prev = old
+            .entries
+            .iter()
+            .find(|o| o.name == e.name && o.image == e.image);
+        let line = match (prev.map(|p| p.bound), e.bound) {
+            (None, _) => format!("  {:<28} new entry, bound {}", e.name, fmt_opt(e.bound)),
+            (Some(Some(a)), Some(b)) => {
+                let d = b as i64 - a as i64;
+                let over = max_growth.is_some_and(|m| d > m as i64);
+                fail |= over;
+                format!(
+                    "  {:<28} {a} -> {b} ({d:+} B, {:+.1}%){}",
+                    e.name,
+                    if a > 0 {
+                        d as f64 * 100.0 / a as f64
+                    } else {
+                        0.0
+                    },
+                    if over { "  GROWTH OVER LIMIT" } else { "" }
+                )
+            }
+            (Some(a), b) => {
+                let over = max_growth.is_some() && b.is_none() && a.is_some();
+                fail |= over;
+                format!(
+                    "  {:<28} {} -> {}{}",
+                    e.name,
+                    fmt_opt(a),
+                    fmt_opt(b),
+                    if over { "  NOW UNBOUNDED" } else { "" }
+                )
+            }
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    Ok((s, fail))
+}
