@@ -8,7 +8,7 @@ mod common;
 use common::{ThreadStack, host_modules, libgcc_backtrace};
 use std::hint::black_box;
 use std::time::Instant;
-use svsm_unwinder::{StopReason, UnwindState, Walk};
+use svsm_unwinder::{Module, StopReason, UnwindState, Walk};
 
 const SAMPLES: usize = 41;
 const WALKS_PER_SAMPLE: usize = 200;
@@ -76,7 +76,52 @@ fn recurse(n: u32) {
     black_box(n);
 }
 
+/// Stack bytes a full walk uses below its caller (host build, release):
+/// paints the stack below rsp, walks, and finds the lowest changed byte.
+fn stack_use() -> usize {
+    const PAINT: usize = 256 * 1024;
+    std::thread::Builder::new()
+        .stack_size(4 * PAINT)
+        .spawn(|| {
+            let mem = ThreadStack::current();
+            let mut state = Box::new(UnwindState::new());
+            let modules = host_modules();
+            let rsp: u64;
+            // SAFETY: reads rsp only.
+            unsafe { std::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
+            // Leave 4 KiB for the frames of this closure and of `paint_walk`.
+            let base = (rsp - 4096 - PAINT as u64) as *mut u8;
+            for i in 0..PAINT {
+                // SAFETY: [base, base+PAINT) lies in this thread's 1 MiB
+                // stack below every live frame.
+                unsafe { base.add(i).write_volatile(0xa5) };
+            }
+            paint_walk(modules, &mem, &mut state);
+            (0..PAINT)
+                // SAFETY: as above.
+                .find(|&i| unsafe { base.add(i).read_volatile() } != 0xa5)
+                .map_or(0, |i| (rsp - (base as u64 + i as u64)) as usize)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[inline(never)]
+fn paint_walk(modules: &[Module<'_>], mem: &ThreadStack, state: &mut UnwindState) {
+    let regs = capture_regs!();
+    let walk = Walk::new(modules, mem, state, regs).with_limit(1024);
+    black_box(walk.run(|f| {
+        black_box(f);
+    }));
+}
+
 fn main() {
     // cargo bench passes --bench; any other argument is ignored.
     recurse(DEPTH);
+    println!(
+        "unwind: stack used by a walk (host release build, UnwindState of {} bytes on the heap): {} bytes",
+        UnwindState::SIZE,
+        stack_use()
+    );
 }
