@@ -20,3 +20,9 @@ clippy-guards:
 
 fmt-guards:
 	$(GUARDS_CARGO) fmt $(GUARDS_PKGS)
+
+.PHONY: bench-guards
+# Prints medians; asserts nothing.
+bench-guards:
+	$(GUARDS_CARGO) run --release -p svsm-guards --example bench_guards
+	$(GUARDS_CARGO) run --release -p svsm-mm --example bench_mm

@@ -17,9 +17,13 @@ const PAT: [u8; 8] = PAINT_PATTERN.to_le_bytes();
 /// hold whole pattern words. Never paint the live part of the stack you are
 /// running on: paint `bottom..rsp - margin` only.
 pub fn paint(stack: &mut [u8]) {
-    for (i, b) in stack.iter_mut().enumerate() {
-        *b = PAT[i % 8];
+    let mut words = stack.chunks_exact_mut(8);
+    for w in words.by_ref() {
+        w.copy_from_slice(&PAT);
     }
+    let tail = words.into_remainder();
+    let n = tail.len();
+    tail.copy_from_slice(&PAT[..n]);
 }
 
 /// Bytes of `stack` (lowest address first, as painted by [`paint`]) that
@@ -73,6 +77,13 @@ impl StackInfo {
             size: self.range.size(),
             used,
         }
+    }
+}
+
+impl HwmRecord<'_> {
+    /// Writes the line (no newline) to any `fmt::Write`.
+    pub fn write_to<W: fmt::Write>(&self, w: &mut W) -> fmt::Result {
+        write!(w, "{self}")
     }
 }
 
@@ -224,6 +235,7 @@ mod tests {
     fn word_granularity_and_partial_tail() {
         let mut s = vec![0u8; 20];
         paint(&mut s);
+        assert_eq!(&s[16..], &PAINT_PATTERN.to_le_bytes()[..4], "tail painted");
         assert_eq!(high_water(&s), 0);
         s[19] = 0;
         assert_eq!(high_water(&s), 4, "changed tail counts as used");

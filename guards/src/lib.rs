@@ -31,4 +31,4 @@ pub use layout::{
     STACK_AREA_END, STACK_AREA_SIZE, StackRange, TASK_STACK_SIZE, slot_layout, slot_of,
 };
 pub use registry::{Classification, MAX_STACKS, StackError, StackId, StackInfo, StackRegistry};
-pub use report::{Direction, FaultContext, GuardReport};
+pub use report::{Direction, FaultContext, GuardReport, ParsedReport, ReportParseError};

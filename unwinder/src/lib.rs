@@ -36,10 +36,10 @@ pub use format::{BacktraceWriter, write_backtrace};
 
 use core::fmt;
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, Evaluation, EvaluationResult,
-    EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr, Piece, ReaderOffset,
-    Register, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
-    Value, X86_64,
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, Evaluation,
+    EvaluationResult, EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr,
+    Piece, ReaderOffset, Register, RegisterRule, UnwindContext, UnwindContextStorage,
+    UnwindSection, UnwindTableRow, Value, X86_64,
 };
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
@@ -260,6 +260,8 @@ pub struct Module<'a> {
     hdr: ParsedEhFrameHdr<Slice<'a>>,
     eh_frame: EhFrame<Slice<'a>>,
     bases: BaseAddresses,
+    eh_frame_addr: u64,
+    eh_frame_len: usize,
     fde_count: usize,
     pc_start: u64,
     pc_end: u64,
@@ -298,6 +300,8 @@ impl<'a> Module<'a> {
             hdr,
             eh_frame,
             bases,
+            eh_frame_addr: s.eh_frame_addr,
+            eh_frame_len: s.eh_frame.len(),
             fde_count: 0,
             pc_start: 0,
             pc_end: 0,
@@ -315,6 +319,11 @@ impl<'a> Module<'a> {
             };
             (count, first)
         };
+        // Rows are at least 4 bytes; a larger count is corrupt (and would
+        // overflow gimli's unchecked row arithmetic).
+        if count > s.eh_frame_hdr.len() / 4 {
+            return Err(".eh_frame_hdr fde_count exceeds the section");
+        }
         m.fde_count = count;
         m.pc_start = first;
         let last = m
@@ -352,13 +361,16 @@ impl<'a> Module<'a> {
     }
 
     fn fde_at(&self, fde_addr: u64) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>> {
-        let table = self
-            .hdr
-            .table()
-            .ok_or(gimli::Error::NoUnwindInfoForAddress)?;
-        let off = table.pointer_to_offset(gimli::Pointer::Direct(fde_addr))?;
+        // Computed here rather than with `EhHdrTable::pointer_to_offset`,
+        // which subtracts without checking (a corrupt table entry below
+        // `.eh_frame` would overflow).
+        let off = fde_addr
+            .checked_sub(self.eh_frame_addr)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o < self.eh_frame_len)
+            .ok_or(gimli::Error::BadBranchTarget(fde_addr))?;
         self.eh_frame
-            .fde_from_offset(&self.bases, off, EhFrame::cie_from_offset)
+            .fde_from_offset(&self.bases, EhFrameOffset(off), EhFrame::cie_from_offset)
     }
 
     /// The FDE covering `pc`, `Ok(None)` if there is none, `Err` if the CFI
@@ -370,11 +382,12 @@ impl<'a> Module<'a> {
         let Some(table) = self.hdr.table() else {
             return Ok(None);
         };
-        match table.fde_for_address(&self.eh_frame, &self.bases, pc, EhFrame::cie_from_offset) {
-            Ok(fde) => Ok(Some(fde)),
-            Err(gimli::Error::NoUnwindInfoForAddress) => Ok(None),
-            Err(_) => Err("malformed CFI"),
-        }
+        let ptr = table
+            .lookup(pc, &self.bases)
+            .and_then(|p| p.direct())
+            .map_err(|_| "malformed .eh_frame_hdr table")?;
+        let fde = self.fde_at(ptr).map_err(|_| "malformed FDE")?;
+        Ok(fde.contains(pc).then_some(fde))
     }
 
     /// The [start, end) range of the FDE covering `pc`, if any.
