@@ -157,9 +157,8 @@ pub fn symbol_table(kernel: &ElfImage) -> Vec<u8> {
         .iter()
         .map(|f| (f.addr, f.size, format!("{:#}", rustc_demangle::demangle(&f.name))))
         .collect();
-    let _refs: Vec<(u64, u64, &str)> = names.iter().map(|(a, s, n)| (*a, *s, n.as_str())).collect();
-    // TODO(symtab): svsm_bootdefs::symtab::encode(&refs) once it lands.
-    Vec::new()
+    let refs: Vec<(u64, u64, &str)> = names.iter().map(|(a, s, n)| (*a, *s, n.as_str())).collect();
+    svsm_bootdefs::symtab::encode(&refs)
 }
 
 pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
@@ -206,6 +205,11 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
         svsm_guards::BOOT_STACK_SIZE,
         Access::ReadWrite,
     )?;
+    // Paint the stacks that exist before the kernel runs, so the kernel can
+    // report their high-water marks.
+    let paint: Vec<u8> = svsm_guards::PAINT_PATTERN.to_le_bytes().repeat((svsm_guards::BOOT_STACK_SIZE / 8) as usize);
+    pages.write(layout.boot_stack_phys, &paint, svsm_guards::BOOT_STACK_SIZE)?;
+    pages.write(STAGE2_STACK_BOTTOM, &paint[..STAGE2_STACK_SIZE as usize], STAGE2_STACK_SIZE)?;
     if pt.end() > layout.kernel_image_phys {
         bail!("page tables overflow their pool");
     }

@@ -154,6 +154,7 @@ fn write_rodata() -> Result<(), &'static str> {
 
 /// Unbounded recursion with a 512-byte frame: overflows whatever stack it runs on.
 #[inline(never)]
+#[allow(unconditional_recursion)]
 pub fn recurse(depth: u64) -> u64 {
     let mut buf = [0u8; 512];
     buf[(depth % 512) as usize] = depth as u8;
@@ -225,10 +226,30 @@ fn chain_b(n: u32) -> u32 {
     black_box(chain_c(black_box(n + 1))) + 1
 }
 
+/// Formatting it calls back into `chain_d` from inside `core::fmt::write`.
+struct ThroughCore(u32);
+
+impl core::fmt::Display for ThroughCore {
+    #[inline(never)]
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", chain_d(black_box(self.0)))
+    }
+}
+
+struct NullWriter;
+
+impl core::fmt::Write for NullWriter {
+    fn write_str(&mut self, _: &str) -> core::fmt::Result {
+        Ok(())
+    }
+}
+
 #[inline(never)]
 fn chain_c(n: u32) -> u32 {
-    // core::iter::Iterator::fold -> Map::fold -> our closure
-    (0..black_box(3)).map(|i| chain_d(black_box(n + i))).fold(0, |a, b| a + b)
+    use core::fmt::Write;
+    // core::fmt::write -> <ThroughCore as Display>::fmt -> chain_d
+    let _ = write!(NullWriter, "{}", ThroughCore(black_box(n + 1)));
+    n
 }
 
 #[inline(never)]
