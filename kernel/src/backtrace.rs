@@ -25,15 +25,26 @@ fn section(start: &'static u8, end: &'static u8) -> (&'static [u8], u64) {
     let s = start as *const u8 as u64;
     let e = end as *const u8 as u64;
     // SAFETY: linker-script symbols delimit a mapped read-only section.
-    (unsafe { core::slice::from_raw_parts(start as *const u8, (e - s) as usize) }, s)
+    (
+        unsafe { core::slice::from_raw_parts(start as *const u8, (e - s) as usize) },
+        s,
+    )
 }
 
 fn module() -> Option<Module<'static>> {
     // SAFETY: taking addresses of linker symbols.
-    let (hdr, hdr_addr) = section(unsafe { &__eh_frame_hdr_start }, unsafe { &__eh_frame_hdr_end });
+    let (hdr, hdr_addr) = section(unsafe { &__eh_frame_hdr_start }, unsafe {
+        &__eh_frame_hdr_end
+    });
     // SAFETY: as above.
     let (eh, eh_addr) = section(unsafe { &__eh_frame_start }, unsafe { &__eh_frame_end });
-    Module::new(CfiSections { eh_frame_hdr: hdr, eh_frame_hdr_addr: hdr_addr, eh_frame: eh, eh_frame_addr: eh_addr }).ok()
+    Module::new(CfiSections {
+        eh_frame_hdr: hdr,
+        eh_frame_hdr_addr: hdr_addr,
+        eh_frame: eh,
+        eh_frame_addr: eh_addr,
+    })
+    .ok()
 }
 
 /// Prepares the unwinder state and the symbol table (call once at boot).
@@ -44,7 +55,8 @@ pub fn init(symtab_virt: u64, symtab_size: u64) {
             return None;
         }
         // SAFETY: igvm-build mapped the symbol table read-only at this address.
-        let bytes = unsafe { core::slice::from_raw_parts(symtab_virt as *const u8, symtab_size as usize) };
+        let bytes =
+            unsafe { core::slice::from_raw_parts(symtab_virt as *const u8, symtab_size as usize) };
         SymTab::parse(bytes).ok()
     });
 }
@@ -56,11 +68,12 @@ struct StackMemory<'a> {
 
 impl Memory for StackMemory<'_> {
     fn read_u64(&self, addr: u64) -> Option<u64> {
-        if addr % 8 != 0 {
+        if !addr.is_multiple_of(8) {
             return None;
         }
         let (_, info) = self.registry.find(addr)?;
-        if info.kind == StackKind::Stage2 || !info.range.contains(addr) || addr + 8 > info.range.top {
+        if info.kind == StackKind::Stage2 || !info.range.contains(addr) || addr + 8 > info.range.top
+        {
             return None;
         }
         // SAFETY: registered stacks (other than stage2's) are mapped over
@@ -77,7 +90,9 @@ pub fn symbolize(pc: u64) -> Option<(&'static str, u64)> {
 pub fn print_from(regs: Regs) -> Option<StopReason> {
     let modules = [module()?];
     let registry = stacks::registry_for_fault();
-    let mem = StackMemory { registry: &registry };
+    let mem = StackMemory {
+        registry: &registry,
+    };
     let state_lock = STATE.get()?;
     if state_lock.is_locked() {
         // SAFETY: fatal path on a single CPU; the holder never resumes.
@@ -88,7 +103,9 @@ pub fn print_from(regs: Regs) -> Option<StopReason> {
     let build_id = crate::boot_info().build_id();
     let vector = |f: &Frame| {
         // Every entry stub frame has its vector number 56 bytes below its CFA.
-        f.exception.and_then(|e| mem.read_u64(e.stub_cfa.wrapping_sub(56))).map(|v| v as u32)
+        f.exception
+            .and_then(|e| mem.read_u64(e.stub_cfa.wrapping_sub(56)))
+            .map(|v| v as u32)
     };
     svsm_unwinder::write_backtrace(&mut ConsoleWriter, build_id, walk, symbolize, vector).ok()
 }
@@ -113,7 +130,16 @@ pub fn current_regs() -> Regs {
             options(nomem, nostack, preserves_flags)
         )
     };
-    Regs { rip, rsp, rbp, rbx, r12, r13, r14, r15 }
+    Regs {
+        rip,
+        rsp,
+        rbp,
+        rbx,
+        r12,
+        r13,
+        r14,
+        r15,
+    }
 }
 
 /// Prints a backtrace of the calling context.
@@ -128,8 +154,12 @@ pub fn walk_only(regs: Regs) -> usize {
     let Some(m) = module() else { return 0 };
     let modules = [m];
     let registry = stacks::REGISTRY.lock();
-    let mem = StackMemory { registry: &registry };
-    let Some(state_lock) = STATE.get() else { return 0 };
+    let mem = StackMemory {
+        registry: &registry,
+    };
+    let Some(state_lock) = STATE.get() else {
+        return 0;
+    };
     let mut state = state_lock.lock();
     let mut n = 0;
     for f in Walk::new(&modules, &mem, &mut state, regs) {

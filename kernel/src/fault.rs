@@ -37,7 +37,11 @@ fn run_test_hook(vector: u64) {
 
 pub fn handle_exception(frame: &mut ExceptionFrame) {
     let cpu = this_cpu();
-    let pf_nesting = if frame.vector == VEC_PF { cpu.pf_depth.fetch_add(1, Ordering::Relaxed) } else { 0 };
+    let pf_nesting = if frame.vector == VEC_PF {
+        cpu.pf_depth.fetch_add(1, Ordering::Relaxed)
+    } else {
+        0
+    };
     run_test_hook(frame.vector);
     if frame.vector == VEC_NMI {
         // Nothing raises NMIs on purpose yet; report and go on.
@@ -45,7 +49,11 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
     }
     CONSOLE.force_unlock();
     let cr2 = read_cr2();
-    let ctx = FaultContext { rip: frame.rip, rsp: frame.rsp, cr2 };
+    let ctx = FaultContext {
+        rip: frame.rip,
+        rsp: frame.rsp,
+        cr2,
+    };
     if frame.vector == VEC_PF || frame.vector == VEC_DF {
         let registry = stacks::registry_for_fault();
         if let Some(report) = registry.guard_report(ctx) {
@@ -54,7 +62,11 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
                 "  detected by vector={} ({}){}",
                 frame.vector,
                 vector_name(frame.vector),
-                if pf_nesting > 0 { " while handling a page fault" } else { "" }
+                if pf_nesting > 0 {
+                    " while handling a page fault"
+                } else {
+                    ""
+                }
             );
             drop(registry);
             backtrace::print_here();
@@ -87,7 +99,11 @@ pub fn fault_path_dry_run() {
     use core::fmt::Write;
     let registry = stacks::REGISTRY.lock();
     if let Some((_, info)) = registry.iter().next() {
-        let ctx = FaultContext { rip: 0, rsp: info.range.bottom, cr2: info.range.bottom - 8 };
+        let ctx = FaultContext {
+            rip: 0,
+            rsp: info.range.bottom,
+            cr2: info.range.bottom - 8,
+        };
         if let Some(r) = registry.guard_report(ctx) {
             let _ = write!(Sink, "{r}");
         }

@@ -18,9 +18,10 @@ extern crate alloc;
 
 use core::arch::global_asm;
 use cpu::gdt::{Gdt, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, Tss};
+use platform::PageValidation;
 use spin::Once;
-use svsm_guards::{IstKind, Owner, StackKind};
 use svsm_bootdefs::{BootInfo, ExitCode, READY_MARKER, layout};
+use svsm_guards::{IstKind, Owner, StackKind};
 
 global_asm!(
     ".section .text.start, \"ax\"",
@@ -53,7 +54,10 @@ pub fn shutdown(code: ExitCode) -> ! {
 struct TablesCell(core::cell::UnsafeCell<(Gdt, Tss)>);
 // SAFETY: only CPU 0 touches its tables, once, during bring-up.
 unsafe impl Sync for TablesCell {}
-static BSP_TABLES: TablesCell = TablesCell(core::cell::UnsafeCell::new((Gdt::new(), unsafe_zeroed_tss())));
+static BSP_TABLES: TablesCell = TablesCell(core::cell::UnsafeCell::new((
+    Gdt::new(),
+    unsafe_zeroed_tss(),
+)));
 
 const fn unsafe_zeroed_tss() -> Tss {
     // SAFETY: an all-zero TSS is a valid (empty) TSS.
@@ -68,8 +72,8 @@ const IST_STACKS: [(u8, IstKind, &str); 4] = [
     (IST_MACHINE_CHECK, IstKind::MachineCheck, "cpu0-mc"),
 ];
 
-fn fatal_boot(what: &str, why: &dyn core::fmt::Debug) -> ! {
-    println!("SVSM: boot failed: {what}: {why:?}");
+fn fatal_boot(what: &str, why: &dyn core::fmt::Display) -> ! {
+    println!("SVSM: boot failed: {what}: {why}");
     shutdown(ExitCode::BootError)
 }
 
@@ -92,6 +96,15 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
         bi.kernel_region_end
     );
 
+    // The kernel's free memory must be validated before use (PVALIDATE on
+    // SNP, page acceptance on TDX; nothing natively).
+    if let Err(e) = plat.validate_pages(
+        bi.free_phys_start,
+        bi.kernel_region_end - bi.free_phys_start,
+        PageValidation::Valid,
+    ) {
+        fatal_boot("validating kernel memory", &format_args!("{e:?}"));
+    }
     if let Err(e) = mm::frames::init(bi.free_phys_start, bi.kernel_region_end) {
         fatal_boot("frame allocator", &e);
     }
@@ -117,7 +130,7 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     cpu::percpu::init(0);
     cpu::idt::load();
     if let Err(e) = plat.setup_exception_handling() {
-        fatal_boot("platform exception setup", &e);
+        fatal_boot("platform exception setup", &format_args!("{e:?}"));
     }
     backtrace::init(bi.symtab_virt, bi.symtab_size);
 
@@ -131,7 +144,9 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
 
     let cmdline = read_cmdline(bi);
     log::info!("command line: {:?}", cmdline.as_str());
-    let case = cmdline.test_name().map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
+    let case = cmdline
+        .test_name()
+        .map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
     if let Some(case) = case.filter(|c| c.on == testcases::RunsOn::Boot) {
         testcases::run(case);
     }
@@ -160,7 +175,10 @@ extern "C" fn cpu_main(_: u64) {
 }
 
 fn init_task() {
-    let case = CMDLINE.get().and_then(|c| c.test_name()).map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
+    let case = CMDLINE
+        .get()
+        .and_then(|c| c.test_name())
+        .map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
     if let Some(case) = case {
         testcases::run(case);
     }
@@ -171,11 +189,11 @@ fn init_task() {
 
 fn paging_self_check() {
     let text = kernel_main as *const () as u64;
-    if let Some((_, flags)) = mm::paging::translate(text) {
-        if flags & mm::paging::NO_EXECUTE != 0 || flags & mm::paging::WRITABLE != 0 {
-            println!("SVSM: kernel text is not RX");
-            shutdown(ExitCode::BootError);
-        }
+    if let Some((_, flags)) = mm::paging::translate(text)
+        && (flags & mm::paging::NO_EXECUTE != 0 || flags & mm::paging::WRITABLE != 0)
+    {
+        println!("SVSM: kernel text is not RX");
+        shutdown(ExitCode::BootError);
     }
 }
 
@@ -192,12 +210,17 @@ impl Cmdline {
 
     /// `test=<name>` selects a named in-kernel test case.
     pub fn test_name(&self) -> Option<&str> {
-        self.as_str().split_ascii_whitespace().find_map(|w| w.strip_prefix("test="))
+        self.as_str()
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix("test="))
     }
 }
 
 fn read_cmdline(bi: &BootInfo) -> Cmdline {
-    let mut c = Cmdline { buf: [0; 256], len: 0 };
+    let mut c = Cmdline {
+        buf: [0; 256],
+        len: 0,
+    };
     let max = (bi.cmdline_size as usize).min(c.buf.len());
     let src = layout::phys_to_virt(bi.cmdline_gpa) as *const u8;
     for i in 0..max {

@@ -7,7 +7,8 @@ use spin::Mutex;
 use svsm_bootdefs::BootInfo;
 use svsm_bootdefs::layout::{PAGE_SIZE, STAGE2_GUARD_SIZE, phys_to_virt};
 use svsm_guards::{
-    Owner, PAINT_PATTERN, StackError, StackId, StackInfo, StackKind, StackRange, StackRegistry, paint_words_high_water,
+    Owner, PAINT_PATTERN, StackError, StackId, StackInfo, StackKind, StackRange, StackRegistry,
+    paint_words_high_water,
 };
 
 pub static REGISTRY: Mutex<StackRegistry> = Mutex::new(StackRegistry::new());
@@ -30,6 +31,16 @@ pub enum StackAllocError {
     Map(paging::MapError),
 }
 
+impl core::fmt::Display for StackAllocError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Registry(e) => write!(f, "{e}"),
+            Self::OutOfMemory => f.write_str("out of memory"),
+            Self::Map(e) => write!(f, "mapping failed: {e:?}"),
+        }
+    }
+}
+
 /// Registers the stacks that exist before the kernel runs: the boot stack
 /// and stage2's identity-mapped stack (both painted by igvm-build).
 pub fn init(bi: &BootInfo) -> Result<(), StackError> {
@@ -50,15 +61,28 @@ pub fn init(bi: &BootInfo) -> Result<(), StackError> {
 }
 
 /// Allocates a stack of the kind's default size, maps it (RW, NX) and paints it.
-pub fn alloc(kind: StackKind, owner: Owner, name: &'static str) -> Result<StackInfo, StackAllocError> {
-    let size = kind.default_size().ok_or(StackAllocError::Registry(StackError::NotAllocatable(kind)))?;
+pub fn alloc(
+    kind: StackKind,
+    owner: Owner,
+    name: &'static str,
+) -> Result<StackInfo, StackAllocError> {
+    let size = kind
+        .default_size()
+        .ok_or(StackAllocError::Registry(StackError::NotAllocatable(kind)))?;
     alloc_sized(kind, owner, name, size)
 }
 
-pub fn alloc_sized(kind: StackKind, owner: Owner, name: &'static str, size: u64) -> Result<StackInfo, StackAllocError> {
+pub fn alloc_sized(
+    kind: StackKind,
+    owner: Owner,
+    name: &'static str,
+    size: u64,
+) -> Result<StackInfo, StackAllocError> {
     let (id, info) = {
         let mut r = REGISTRY.lock();
-        let id = r.allocate_sized(kind, owner, name, size).map_err(StackAllocError::Registry)?;
+        let id = r
+            .allocate_sized(kind, owner, name, size)
+            .map_err(StackAllocError::Registry)?;
         (id, *r.get(id).expect("just allocated"))
     };
     let mut va = info.range.bottom;
@@ -75,14 +99,23 @@ pub fn alloc_sized(kind: StackKind, owner: Owner, name: &'static str, size: u64)
         va += PAGE_SIZE;
     }
     // SAFETY: [bottom, top) was just mapped RW for this stack only.
-    let words = unsafe { core::slice::from_raw_parts_mut(info.range.bottom as *mut u64, (info.range.size() / 8) as usize) };
+    let words = unsafe {
+        core::slice::from_raw_parts_mut(
+            info.range.bottom as *mut u64,
+            (info.range.size() / 8) as usize,
+        )
+    };
     words.fill(PAINT_PATTERN);
     Ok(info)
 }
 
 /// Unmaps [bottom, mapped_end) of a stack and frees its registry entry.
 fn release(id: StackId, mapped_end: u64) {
-    let bottom = REGISTRY.lock().get(id).map(|i| i.range.bottom).unwrap_or(mapped_end);
+    let bottom = REGISTRY
+        .lock()
+        .get(id)
+        .map(|i| i.range.bottom)
+        .unwrap_or(mapped_end);
     let mut va = bottom;
     while va < mapped_end {
         if let Some(pa) = paging::unmap_page(va) {
@@ -95,7 +128,11 @@ fn release(id: StackId, mapped_end: u64) {
 
 /// Frees an allocated stack (task exit).
 pub fn free(info: &StackInfo) {
-    let id = REGISTRY.lock().iter().find(|(_, i)| i.range == info.range).map(|(id, _)| id);
+    let id = REGISTRY
+        .lock()
+        .iter()
+        .find(|(_, i)| i.range == info.range)
+        .map(|(id, _)| id);
     if let Some(id) = id {
         release(id, info.range.top);
     }
@@ -114,7 +151,9 @@ pub fn high_water(info: &StackInfo) -> Option<u64> {
     }
     // SAFETY: the whole stack is mapped (checked above, or the direct map);
     // reading words that the owner may be writing is benign here.
-    let words = unsafe { core::slice::from_raw_parts(base as *const u64, (info.range.size() / 8) as usize) };
+    let words = unsafe {
+        core::slice::from_raw_parts(base as *const u64, (info.range.size() / 8) as usize)
+    };
     Some(paint_words_high_water(words) as u64)
 }
 
@@ -131,5 +170,7 @@ pub fn print_high_water_marks() {
 /// The stack containing `addr` (inside the stack proper).
 pub fn stack_of(addr: u64) -> Option<StackRange> {
     let r = registry_for_fault();
-    r.find(addr).map(|(_, i)| i.range).filter(|rg| rg.contains(addr))
+    r.find(addr)
+        .map(|(_, i)| i.range)
+        .filter(|rg| rg.contains(addr))
 }

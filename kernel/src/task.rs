@@ -3,7 +3,7 @@
 //! pointer chain with CFI, so backtraces continue from the new stack into the
 //! code that switched.
 
-use crate::cpu::percpu::{NO_TASK, this_cpu};
+use crate::cpu::percpu::this_cpu;
 use crate::stacks::{self, StackAllocError};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -64,8 +64,16 @@ pub fn run_task(name: &'static str, body: fn()) -> Result<u32, StackAllocError> 
     let stack = stacks::alloc(StackKind::Task, Owner::task(cpu.cpu_id, id), name)?;
     let start = TaskStart { body };
     let prev = cpu.current_task.swap(id, Ordering::Relaxed);
-    call_on_stack(stack.range.top, svsm_task_entry, &start as *const TaskStart as u64);
-    cpu.current_task.store(if prev == NO_TASK { NO_TASK } else { prev }, Ordering::Relaxed);
-    // Keep the stack mapped (and its high-water mark visible) until shutdown.
+    call_on_stack(
+        stack.range.top,
+        svsm_task_entry,
+        &start as *const TaskStart as u64,
+    );
+    cpu.current_task.store(prev, Ordering::Relaxed);
+    // The task is gone: report how much of its stack it used, then free it.
+    if let Some(used) = stacks::high_water(&stack) {
+        crate::println!("{}", stack.hwm_record(used));
+    }
+    stacks::free(&stack);
     Ok(id)
 }

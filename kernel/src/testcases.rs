@@ -27,22 +27,83 @@ pub struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "smoke", on: RunsOn::Task, run: smoke },
-    Case { name: "paging", on: RunsOn::Task, run: paging_permissions },
-    Case { name: "heap", on: RunsOn::Task, run: heap },
-    Case { name: "panic", on: RunsOn::Task, run: panic_case },
-    Case { name: "invalid-opcode", on: RunsOn::Task, run: invalid_opcode },
-    Case { name: "write-rodata", on: RunsOn::Task, run: write_rodata },
-    Case { name: "overflow-boot", on: RunsOn::Boot, run: overflow_recursion },
-    Case { name: "overflow-task", on: RunsOn::Task, run: overflow_recursion },
-    Case { name: "overflow-ist", on: RunsOn::Task, run: overflow_ist },
-    Case { name: "overflow-pf-handler", on: RunsOn::Task, run: overflow_pf_handler },
-    Case { name: "big-frame", on: RunsOn::Task, run: big_frame },
-    Case { name: "underflow", on: RunsOn::Task, run: underflow },
-    Case { name: "backtrace-panic", on: RunsOn::Task, run: backtrace_panic },
+    Case {
+        name: "smoke",
+        on: RunsOn::Task,
+        run: smoke,
+    },
+    Case {
+        name: "paging",
+        on: RunsOn::Task,
+        run: paging_permissions,
+    },
+    Case {
+        name: "heap",
+        on: RunsOn::Task,
+        run: heap,
+    },
+    Case {
+        name: "panic",
+        on: RunsOn::Task,
+        run: panic_case,
+    },
+    Case {
+        name: "invalid-opcode",
+        on: RunsOn::Task,
+        run: invalid_opcode,
+    },
+    Case {
+        name: "write-rodata",
+        on: RunsOn::Task,
+        run: write_rodata,
+    },
+    Case {
+        name: "overflow-boot",
+        on: RunsOn::Boot,
+        run: overflow_recursion,
+    },
+    Case {
+        name: "overflow-task",
+        on: RunsOn::Task,
+        run: overflow_recursion,
+    },
+    Case {
+        name: "overflow-ist",
+        on: RunsOn::Task,
+        run: overflow_ist,
+    },
+    Case {
+        name: "overflow-pf-handler",
+        on: RunsOn::Task,
+        run: overflow_pf_handler,
+    },
+    Case {
+        name: "big-frame",
+        on: RunsOn::Task,
+        run: big_frame,
+    },
+    Case {
+        name: "underflow",
+        on: RunsOn::Task,
+        run: underflow,
+    },
+    Case {
+        name: "backtrace-panic",
+        on: RunsOn::Task,
+        run: backtrace_panic,
+    },
+    Case {
+        name: "backtrace-bench",
+        on: RunsOn::Task,
+        run: backtrace_bench,
+    },
 ];
 
-static UNKNOWN: Case = Case { name: "unknown", on: RunsOn::Boot, run: unknown_case };
+static UNKNOWN: Case = Case {
+    name: "unknown",
+    on: RunsOn::Boot,
+    run: unknown_case,
+};
 
 pub fn find(name: &str) -> Option<&'static Case> {
     CASES.iter().find(|c| c.name == name)
@@ -86,7 +147,11 @@ unsafe extern "C" {
 
 /// Text is RX, rodata R+NX, data RW+NX, stacks RW+NX, identity map gone.
 fn paging_permissions() -> Result<(), &'static str> {
-    let flags = |va: u64| paging::translate(va).map(|(_, f)| f).ok_or("address not mapped");
+    let flags = |va: u64| {
+        paging::translate(va)
+            .map(|(_, f)| f)
+            .ok_or("address not mapped")
+    };
     let text = core::ptr::addr_of!(__kernel_start) as u64;
     let rodata = core::ptr::addr_of!(__rodata_start) as u64;
     let data = core::ptr::addr_of!(__data_start) as u64;
@@ -119,7 +184,10 @@ fn heap() -> Result<(), &'static str> {
     for i in 0..1000u64 {
         v.push(Box::new([i; 32]));
     }
-    if v.iter().enumerate().any(|(i, b)| b.iter().any(|&x| x != i as u64)) {
+    if v.iter()
+        .enumerate()
+        .any(|(i, b)| b.iter().any(|&x| x != i as u64))
+    {
         return Err("heap objects overlap");
     }
     let big: Vec<u8> = alloc::vec![0xa5; 256 * 1024];
@@ -195,6 +263,7 @@ fn overflow_pf_handler() -> Result<(), &'static str> {
 /// One frame of 256 KiB, four times the guard: stack probes must make it
 /// touch the guard instead of jumping over it.
 #[inline(never)]
+#[allow(clippy::large_stack_arrays, clippy::large_stack_frames)] // deliberately huge
 fn big_frame_fn() -> u8 {
     let buf = black_box([7u8; 256 * 1024]);
     buf[black_box(100)]
@@ -268,4 +337,39 @@ fn chain_e(n: u32) -> u32 {
 fn backtrace_panic() -> Result<(), &'static str> {
     black_box(chain_a(0));
     Err("chain returned")
+}
+
+/// Recurses to `depth` non-inlined frames, then times full backtrace walks
+/// (unwind + symbol lookup, no printing) with the TSC.
+#[inline(never)]
+fn bench_depth(depth: u32, out: &mut [u64; 15]) -> usize {
+    if depth > 1 {
+        return black_box(bench_depth(black_box(depth - 1), out)).wrapping_add(black_box(0));
+    }
+    let mut frames = 0;
+    for slot in out.iter_mut() {
+        let regs = crate::backtrace::current_regs();
+        let t0 = crate::cpu::rdtsc();
+        frames = crate::backtrace::walk_only(regs);
+        *slot = crate::cpu::rdtsc() - t0;
+    }
+    frames
+}
+
+fn backtrace_bench() -> Result<(), &'static str> {
+    let mut samples = [0u64; 15];
+    // 32 frames: 28 recursion frames plus the frames below them on the task stack.
+    let frames = bench_depth(28, &mut samples);
+    samples.sort_unstable();
+    let median = samples[samples.len() / 2];
+    println!(
+        "backtrace-bench: {frames} frames, median {median} TSC cycles per walk ({} per frame), min {} max {}",
+        median / frames.max(1) as u64,
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    if frames < 32 {
+        return Err("fewer than 32 frames walked");
+    }
+    Ok(())
 }
