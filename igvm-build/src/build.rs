@@ -6,8 +6,8 @@ use crate::paging::{Access, PageTableBuilder};
 use anyhow::{Context, Result, bail};
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader, IgvmRevision};
 use igvm_defs::{
-    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM, IgvmNativeVpContextX64,
-    IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
+    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
+    IgvmNativeVpContextX64, IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -116,7 +116,10 @@ impl Pages {
             let page = align_down(addr, PAGE_SIZE);
             let in_page = (addr - page) as usize;
             let n = ((PAGE_SIZE - (addr - page)).min(len - off)) as usize;
-            let buf = self.0.entry(page).or_insert_with(|| vec![0u8; PAGE_SIZE as usize]);
+            let buf = self
+                .0
+                .entry(page)
+                .or_insert_with(|| vec![0u8; PAGE_SIZE as usize]);
             for i in 0..n {
                 let src = off as usize + i;
                 buf[in_page + i] = data.get(src).copied().unwrap_or(0);
@@ -128,7 +131,12 @@ impl Pages {
 }
 
 /// Maps the ELF's segments and writes their bytes at `phys_base + (vaddr - first vaddr)`.
-fn place_segments(img: &ElfImage, phys_base: u64, pt: &mut PageTableBuilder, pages: &mut Pages) -> Result<()> {
+fn place_segments(
+    img: &ElfImage,
+    phys_base: u64,
+    pt: &mut PageTableBuilder,
+    pages: &mut Pages,
+) -> Result<()> {
     let (lo, _) = img.span();
     for s in &img.segments {
         let pa = phys_base + (s.vaddr - lo);
@@ -155,11 +163,16 @@ pub fn symbol_table(kernel: &ElfImage) -> Vec<u8> {
     let names: Vec<(u64, u64, String)> = kernel
         .functions
         .iter()
-        .map(|f| (f.addr, f.size, format!("{:#}", rustc_demangle::demangle(&f.name))))
+        .map(|f| {
+            (
+                f.addr,
+                f.size,
+                format!("{:#}", rustc_demangle::demangle(&f.name)),
+            )
+        })
         .collect();
-    let _refs: Vec<(u64, u64, &str)> = names.iter().map(|(a, s, n)| (*a, *s, n.as_str())).collect();
-    // TODO(symtab): svsm_bootdefs::symtab::encode(&refs) once it lands.
-    Vec::new()
+    let refs: Vec<(u64, u64, &str)> = names.iter().map(|(a, s, n)| (*a, *s, n.as_str())).collect();
+    svsm_bootdefs::symtab::encode(&refs)
 }
 
 pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
@@ -169,7 +182,9 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     }
     let stage2_flat_size = s2_hi - s2_lo;
     if stage2_flat_size > STAGE2_MAX_SIZE {
-        bail!("stage2 flat image is {stage2_flat_size} bytes, over its {STAGE2_MAX_SIZE}-byte limit");
+        bail!(
+            "stage2 flat image is {stage2_flat_size} bytes, over its {STAGE2_MAX_SIZE}-byte limit"
+        );
     }
     if stage2.segments.iter().any(|s| s.perms.write) {
         bail!("stage2 must not have writable segments");
@@ -184,13 +199,22 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     pt.map_4k(BOOT_INFO_GPA, BOOT_INFO_GPA, Access::ReadOnly)?;
     pt.map_4k(CMDLINE_GPA, CMDLINE_GPA, Access::ReadOnly)?;
     pt.map_4k(MEMORY_MAP_GPA, MEMORY_MAP_GPA, Access::ReadOnly)?;
-    pt.map_range(STAGE2_STACK_BOTTOM, STAGE2_STACK_BOTTOM, STAGE2_STACK_SIZE, Access::ReadWrite)?;
+    pt.map_range(
+        STAGE2_STACK_BOTTOM,
+        STAGE2_STACK_BOTTOM,
+        STAGE2_STACK_SIZE,
+        Access::ReadWrite,
+    )?;
     place_segments(stage2, STAGE2_BASE, &mut pt, &mut pages)?;
     // Identity map of 2 MiB .. 4 GiB (large pages, NX) with the reset-ROM
     // window executable for the VP-context hand-off.
     let mut va = LARGE_PAGE_SIZE;
     while va < IDENTITY_MAP_SIZE {
-        let acc = if va >= ROM_WINDOW_START && va < ROM_WINDOW_END { Access::ReadExecute } else { Access::ReadWrite };
+        let acc = if (ROM_WINDOW_START..ROM_WINDOW_END).contains(&va) {
+            Access::ReadExecute
+        } else {
+            Access::ReadWrite
+        };
         pt.map_2m(va, va, acc)?;
         va += LARGE_PAGE_SIZE;
     }
@@ -199,12 +223,28 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     // Kernel image, symbol table, boot stack.
     place_segments(kernel, layout.kernel_image_phys, &mut pt, &mut pages)?;
     pages.write(layout.symtab_phys, &symtab, layout.symtab_size)?;
-    pt.map_range(layout.symtab_virt, layout.symtab_phys, layout.symtab_size, Access::ReadOnly)?;
+    pt.map_range(
+        layout.symtab_virt,
+        layout.symtab_phys,
+        layout.symtab_size,
+        Access::ReadOnly,
+    )?;
     pt.map_range(
         svsm_guards::BOOT_STACK_BOTTOM,
         layout.boot_stack_phys,
         svsm_guards::BOOT_STACK_SIZE,
         Access::ReadWrite,
+    )?;
+    // Paint the stacks that exist before the kernel runs, so the kernel can
+    // report their high-water marks.
+    let paint: Vec<u8> = svsm_guards::PAINT_PATTERN
+        .to_le_bytes()
+        .repeat((svsm_guards::BOOT_STACK_SIZE / 8) as usize);
+    pages.write(layout.boot_stack_phys, &paint, svsm_guards::BOOT_STACK_SIZE)?;
+    pages.write(
+        STAGE2_STACK_BOTTOM,
+        &paint[..STAGE2_STACK_SIZE as usize],
+        STAGE2_STACK_SIZE,
     )?;
     if pt.end() > layout.kernel_image_phys {
         bail!("page tables overflow their pool");
@@ -241,13 +281,18 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
         bi.build_id[..n].copy_from_slice(&id[..n]);
         bi.build_id_len = n as u32;
     }
-    bi.validate().map_err(|e| anyhow::anyhow!("internal error: boot info invalid: {e}"))?;
+    bi.validate()
+        .map_err(|e| anyhow::anyhow!("internal error: boot info invalid: {e}"))?;
 
     let bi_bytes = bi.as_bytes();
     assert!((bi_bytes.len() as u64) <= GDT_OFFSET_IN_BOOT_INFO_PAGE);
     let gdt: Vec<u8> = BOOT_GDT.iter().flat_map(|d| d.to_le_bytes()).collect();
     pages.write(BOOT_INFO_GPA, bi_bytes, PAGE_SIZE)?;
-    pages.write(BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE, &gdt, gdt.len() as u64)?;
+    pages.write(
+        BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE,
+        &gdt,
+        gdt.len() as u64,
+    )?;
     for (gpa, bytes) in pt.pages() {
         pages.write(gpa, &bytes, PAGE_SIZE)?;
     }
@@ -269,7 +314,13 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     ctx.cr3 = pt.root();
     ctx.cr4 = 0x0000_0620; // OSXMMEXCPT | OSFXSR | PAE
     ctx.efer = 0x0000_0d00; // NXE | LMA | LME
-    Ok(Image { layout, pages, vp_context: ctx, boot_info: bi, stage2_flat_size })
+    Ok(Image {
+        layout,
+        pages,
+        vp_context: ctx,
+        boot_info: bi,
+        stage2_flat_size,
+    })
 }
 
 /// The IGVM file for the native platform.
@@ -293,27 +344,42 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
     }
     for (index, gpa, size, is_cmdline) in [
         (PARAM_AREA_CMDLINE, CMDLINE_GPA, CMDLINE_SIZE, true),
-        (PARAM_AREA_MEMORY_MAP, MEMORY_MAP_GPA, MEMORY_MAP_SIZE, false),
+        (
+            PARAM_AREA_MEMORY_MAP,
+            MEMORY_MAP_GPA,
+            MEMORY_MAP_SIZE,
+            false,
+        ),
     ] {
         d.push(IgvmDirectiveHeader::ParameterArea {
             number_of_bytes: size,
             parameter_area_index: index,
             initial_data: vec![],
         });
-        let p = IGVM_VHS_PARAMETER { parameter_area_index: index, byte_offset: 0 };
-        d.push(if is_cmdline { IgvmDirectiveHeader::CommandLine(p) } else { IgvmDirectiveHeader::MemoryMap(p) });
-        d.push(IgvmDirectiveHeader::ParameterInsert(IGVM_VHS_PARAMETER_INSERT {
-            gpa,
-            compatibility_mask: NATIVE_COMPAT_MASK,
+        let p = IGVM_VHS_PARAMETER {
             parameter_area_index: index,
-        }));
+            byte_offset: 0,
+        };
+        d.push(if is_cmdline {
+            IgvmDirectiveHeader::CommandLine(p)
+        } else {
+            IgvmDirectiveHeader::MemoryMap(p)
+        });
+        d.push(IgvmDirectiveHeader::ParameterInsert(
+            IGVM_VHS_PARAMETER_INSERT {
+                gpa,
+                compatibility_mask: NATIVE_COMPAT_MASK,
+                parameter_area_index: index,
+            },
+        ));
     }
     d.push(IgvmDirectiveHeader::X64NativeVpContext {
         compatibility_mask: NATIVE_COMPAT_MASK,
         vp_index: 0,
-        context: Box::new(img.vp_context.clone()),
+        context: Box::new(img.vp_context),
     });
-    IgvmFile::new(IgvmRevision::V1, vec![platform], vec![], d).map_err(|e| anyhow::anyhow!("igvm: {e}"))
+    IgvmFile::new(IgvmRevision::V1, vec![platform], vec![], d)
+        .map_err(|e| anyhow::anyhow!("igvm: {e}"))
 }
 
 pub fn build(a: &BuildArgs) -> Result<u8> {
@@ -322,8 +388,10 @@ pub fn build(a: &BuildArgs) -> Result<u8> {
     let img = assemble(&stage2, &kernel)?;
     let file = to_igvm(&img)?;
     let mut out = Vec::new();
-    file.serialize(&mut out).map_err(|e| anyhow::anyhow!("igvm serialize: {e}"))?;
-    std::fs::write(&a.output, &out).with_context(|| format!("cannot write {}", a.output.display()))?;
+    file.serialize(&mut out)
+        .map_err(|e| anyhow::anyhow!("igvm serialize: {e}"))?;
+    std::fs::write(&a.output, &out)
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
     println!(
         "igvm-build: wrote {} ({} bytes): stage2 {} bytes flat, kernel image {} bytes at {:#x}, {} pages",
         a.output.display(),
@@ -342,7 +410,10 @@ pub fn info(a: &InfoArgs) -> Result<u8> {
     let kernel_file = std::fs::metadata(&a.kernel)?.len();
     let s2 = stage2.flat_size();
     println!("stage2 flat size: {s2} bytes (limit {STAGE2_MAX_SIZE})");
-    println!("kernel ELF size: {kernel_file} bytes, loaded image {} bytes", align_up(kernel.flat_size(), PAGE_SIZE));
+    println!(
+        "kernel ELF size: {kernel_file} bytes, loaded image {} bytes",
+        align_up(kernel.flat_size(), PAGE_SIZE)
+    );
     if a.check && s2 > STAGE2_MAX_SIZE {
         println!("stage2 is over its size limit");
         return Ok(1);

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use object::elf::{PF_R, PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-use object::{Endianness, Object, ObjectSection as _, ObjectSymbol, SymbolKind};
+use object::{Endianness, Object, ObjectSymbol, SymbolKind};
 use std::path::Path;
 
 /// Permissions of a loadable segment.
@@ -43,7 +43,12 @@ impl ElfImage {
     /// Lowest and highest (exclusive) virtual address of the loadable segments.
     pub fn span(&self) -> (u64, u64) {
         let lo = self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0);
-        let hi = self.segments.iter().map(|s| s.vaddr + s.memsz).max().unwrap_or(0);
+        let hi = self
+            .segments
+            .iter()
+            .map(|s| s.vaddr + s.memsz)
+            .max()
+            .unwrap_or(0);
         (lo, hi)
     }
 
@@ -55,7 +60,8 @@ impl ElfImage {
 }
 
 pub fn load(path: &Path, what: &str) -> Result<ElfImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {what} ELF {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {what} ELF {}", path.display()))?;
     parse(&bytes).with_context(|| format!("{what} ELF {} is not usable", path.display()))
 }
 
@@ -66,11 +72,16 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
     if bytes.len() < 5 || bytes[4] != 2 {
         bail!("not a 64-bit ELF file");
     }
-    let elf = ElfFile64::<Endianness>::parse(bytes).map_err(|e| anyhow::anyhow!("malformed ELF: {e}"))?;
+    let elf =
+        ElfFile64::<Endianness>::parse(bytes).map_err(|e| anyhow::anyhow!("malformed ELF: {e}"))?;
     let header = elf.elf_header();
     let endian = elf.endian();
     if header.e_machine(endian) != object::elf::EM_X86_64 {
-        bail!("wrong architecture: e_machine {} is not x86_64 ({})", header.e_machine(endian), object::elf::EM_X86_64);
+        bail!(
+            "wrong architecture: e_machine {} is not x86_64 ({})",
+            header.e_machine(endian),
+            object::elf::EM_X86_64
+        );
     }
     if !elf.is_little_endian() {
         bail!("not little-endian");
@@ -83,9 +94,12 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
         if ph.p_type(endian) != PT_LOAD || ph.p_memsz(endian) == 0 {
             continue;
         }
-        let data = ph
-            .data(endian, bytes)
-            .map_err(|_| anyhow::anyhow!("segment at {:#x} extends beyond the end of the file (truncated?)", ph.p_vaddr(endian)))?;
+        let data = ph.data(endian, bytes).map_err(|_| {
+            anyhow::anyhow!(
+                "segment at {:#x} extends beyond the end of the file (truncated?)",
+                ph.p_vaddr(endian)
+            )
+        })?;
         let flags = ph.p_flags(endian);
         if ph.p_filesz(endian) > ph.p_memsz(endian) {
             bail!("segment at {:#x} has filesz > memsz", ph.p_vaddr(endian));
@@ -94,7 +108,11 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
             vaddr: ph.p_vaddr(endian),
             memsz: ph.p_memsz(endian),
             data: data.to_vec(),
-            perms: Perms { read: flags.contains(PF_R), write: flags.contains(PF_W), exec: flags.contains(PF_X) },
+            perms: Perms {
+                read: flags.contains(PF_R),
+                write: flags.contains(PF_W),
+                exec: flags.contains(PF_X),
+            },
         });
     }
     if segments.is_empty() {
@@ -103,34 +121,54 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
     segments.sort_by_key(|s| s.vaddr);
     for w in segments.windows(2) {
         if w[0].vaddr + w[0].memsz > w[1].vaddr {
-            bail!("loadable segments at {:#x} and {:#x} overlap", w[0].vaddr, w[1].vaddr);
+            bail!(
+                "loadable segments at {:#x} and {:#x} overlap",
+                w[0].vaddr,
+                w[1].vaddr
+            );
         }
     }
     for s in &segments {
         if s.vaddr % 4096 != 0 {
-            bail!("segment at {:#x} is not page aligned (the linker script must align segments)", s.vaddr);
+            bail!(
+                "segment at {:#x} is not page aligned (the linker script must align segments)",
+                s.vaddr
+            );
         }
         if s.perms.write && s.perms.exec {
             bail!("segment at {:#x} is both writable and executable", s.vaddr);
         }
     }
     let entry = elf.entry();
-    if !segments.iter().any(|s| s.perms.exec && entry >= s.vaddr && entry < s.vaddr + s.memsz) {
+    if !segments
+        .iter()
+        .any(|s| s.perms.exec && entry >= s.vaddr && entry < s.vaddr + s.memsz)
+    {
         bail!("entry point {entry:#x} is not inside an executable segment");
     }
     let mut functions = Vec::new();
     for sym in elf.symbols() {
-        if sym.kind() == SymbolKind::Text && sym.address() != 0 {
-            if let Ok(name) = sym.name() {
-                functions.push(FuncSymbol { addr: sym.address(), size: sym.size(), name: name.to_string() });
-            }
+        if sym.kind() == SymbolKind::Text
+            && sym.address() != 0
+            && let Ok(name) = sym.name()
+        {
+            functions.push(FuncSymbol {
+                addr: sym.address(),
+                size: sym.size(),
+                name: name.to_string(),
+            });
         }
     }
     let build_id = elf
         .section_by_name(".note.gnu.build-id")
         .and_then(|_| elf.build_id().ok().flatten())
         .map(|b| b.to_vec());
-    Ok(ElfImage { entry, segments, functions, build_id })
+    Ok(ElfImage {
+        entry,
+        segments,
+        functions,
+        build_id,
+    })
 }
 
 #[cfg(test)]
@@ -140,7 +178,12 @@ mod tests {
     #[test]
     fn rejects_non_elf_and_truncated() {
         assert!(parse(b"").unwrap_err().to_string().contains("not an ELF"));
-        assert!(parse(b"hello world").unwrap_err().to_string().contains("not an ELF"));
+        assert!(
+            parse(b"hello world")
+                .unwrap_err()
+                .to_string()
+                .contains("not an ELF")
+        );
         let mut e = b"\x7fELF\x01".to_vec();
         e.resize(64, 0);
         assert!(parse(&e).unwrap_err().to_string().contains("64-bit"));
@@ -158,7 +201,12 @@ mod tests {
         // e_machine at offset 18: make it aarch64 (183).
         patched[18] = 183;
         patched[19] = 0;
-        assert!(parse(&patched).unwrap_err().to_string().contains("wrong architecture"));
+        assert!(
+            parse(&patched)
+                .unwrap_err()
+                .to_string()
+                .contains("wrong architecture")
+        );
         // Truncations at many points never panic.
         for cut in [16usize, 63, 64, 100, 1000, 4096, me.len() / 2] {
             let _ = parse(&me[..cut.min(me.len())]);

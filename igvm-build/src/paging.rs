@@ -52,8 +52,12 @@ fn canonical(va: u64) -> bool {
 
 impl PageTableBuilder {
     pub fn new(base: u64, max_pages: usize) -> Self {
-        assert!(max_pages >= 1 && base % PAGE == 0);
-        Self { base, max_pages, tables: vec![Box::new([0u64; 512])] }
+        assert!(max_pages >= 1 && base.is_multiple_of(PAGE));
+        Self {
+            base,
+            max_pages,
+            tables: vec![Box::new([0u64; 512])],
+        }
     }
 
     pub fn root(&self) -> u64 {
@@ -96,7 +100,7 @@ impl PageTableBuilder {
     }
 
     pub fn map_4k(&mut self, va: u64, pa: u64, access: Access) -> Result<()> {
-        if va % PAGE != 0 || pa % PAGE != 0 || !canonical(va) {
+        if !va.is_multiple_of(PAGE) || !pa.is_multiple_of(PAGE) || !canonical(va) {
             bail!("bad 4K mapping {va:#x} -> {pa:#x}");
         }
         let t = self.walk_create(va, 0)?;
@@ -109,7 +113,7 @@ impl PageTableBuilder {
     }
 
     pub fn map_2m(&mut self, va: u64, pa: u64, access: Access) -> Result<()> {
-        if va % LARGE != 0 || pa % LARGE != 0 || !canonical(va) {
+        if !va.is_multiple_of(LARGE) || !pa.is_multiple_of(LARGE) || !canonical(va) {
             bail!("bad 2M mapping {va:#x} -> {pa:#x}");
         }
         let t = self.walk_create(va, 1)?;
@@ -148,7 +152,10 @@ impl PageTableBuilder {
             }
             if level == 0 || e & HUGE != 0 {
                 let size = 1u64 << (12 + 9 * level);
-                return Some(((e & ADDR_MASK & !(size - 1)) + (va & (size - 1)), e & !ADDR_MASK));
+                return Some((
+                    (e & ADDR_MASK & !(size - 1)) + (va & (size - 1)),
+                    e & !ADDR_MASK,
+                ));
             }
             t = self.table_index(e & ADDR_MASK);
         }
@@ -160,7 +167,12 @@ impl PageTableBuilder {
         self.tables
             .iter()
             .enumerate()
-            .map(|(i, t)| (self.base + i as u64 * PAGE, t.iter().flat_map(|e| e.to_le_bytes()).collect()))
+            .map(|(i, t)| {
+                (
+                    self.base + i as u64 * PAGE,
+                    t.iter().flat_map(|e| e.to_le_bytes()).collect(),
+                )
+            })
             .collect()
     }
 }
@@ -172,8 +184,10 @@ mod tests {
     #[test]
     fn maps_and_translates() {
         let mut b = PageTableBuilder::new(0x100_0000, 16);
-        b.map_4k(0xffff_ffff_8000_0000, 0x200_0000, Access::ReadExecute).unwrap();
-        b.map_2m(0x4000_0000, 0x4000_0000, Access::ReadWrite).unwrap();
+        b.map_4k(0xffff_ffff_8000_0000, 0x200_0000, Access::ReadExecute)
+            .unwrap();
+        b.map_2m(0x4000_0000, 0x4000_0000, Access::ReadWrite)
+            .unwrap();
         let (pa, fl) = b.translate(0xffff_ffff_8000_0123).unwrap();
         assert_eq!(pa, 0x200_0123);
         assert_eq!(fl & NO_EXECUTE, 0);
@@ -199,7 +213,10 @@ mod tests {
         assert!(b.map_4k(0x1000, 0x2000, Access::ReadOnly).is_err());
         b.map_2m(0x20_0000, 0x20_0000, Access::ReadOnly).unwrap();
         assert!(b.map_4k(0x20_1000, 0x1000, Access::ReadOnly).is_err());
-        assert!(b.map_4k(0x0000_8000_0000_0000, 0, Access::ReadOnly).is_err());
+        assert!(
+            b.map_4k(0x0000_8000_0000_0000, 0, Access::ReadOnly)
+                .is_err()
+        );
         assert!(b.map_2m(0x1000, 0, Access::ReadOnly).is_err());
     }
 
@@ -212,7 +229,8 @@ mod tests {
     #[test]
     fn map_range_mixes_page_sizes() {
         let mut b = PageTableBuilder::new(0, 16);
-        b.map_range(0x1f_f000, 0x1f_f000, 0x20_2000, Access::ReadWrite).unwrap();
+        b.map_range(0x1f_f000, 0x1f_f000, 0x20_2000, Access::ReadWrite)
+            .unwrap();
         assert_eq!(b.translate(0x1f_f000).unwrap().1 & HUGE, 0);
         assert_ne!(b.translate(0x20_0000).unwrap().1 & HUGE, 0);
         assert_eq!(b.translate(0x40_0000).unwrap().1 & HUGE, 0);

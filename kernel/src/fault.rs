@@ -1,14 +1,78 @@
-//! Exception handling: reports and fatal exits.
+//! Exception handling: stack-guard reports, unexpected-exception reports,
+//! backtraces and fatal exits. #PF, #DF, NMI and #MC arrive on their own
+//! guarded IST stacks, so these reports always run on a healthy stack.
 
+use crate::backtrace;
 use crate::cpu::exceptions::{ExceptionFrame, vector_name};
+use crate::cpu::percpu::this_cpu;
 use crate::cpu::read_cr2;
 use crate::println;
 use crate::serial::CONSOLE;
+use crate::stacks;
+use core::sync::atomic::{AtomicU64, Ordering};
 use svsm_bootdefs::ExitCode;
+use svsm_guards::FaultContext;
+
+pub const VEC_NMI: u64 = 2;
+pub const VEC_DF: u64 = 8;
+pub const VEC_PF: u64 = 14;
+
+/// Test hook: when set to `v`, the handler of vector `v` calls the function in
+/// `TEST_HOOK_FN` first (used by the in-QEMU overflow scenarios to overflow an
+/// IST stack from inside its handler).
+pub static TEST_HOOK_VECTOR: AtomicU64 = AtomicU64::new(u64::MAX);
+pub static TEST_HOOK_FN: AtomicU64 = AtomicU64::new(0);
+
+fn run_test_hook(vector: u64) {
+    if TEST_HOOK_VECTOR.load(Ordering::Relaxed) == vector {
+        TEST_HOOK_VECTOR.store(u64::MAX, Ordering::Relaxed);
+        let f = TEST_HOOK_FN.load(Ordering::Relaxed);
+        if f != 0 {
+            // SAFETY: only `testcases` stores a `fn()` here.
+            let f: fn() = unsafe { core::mem::transmute::<u64, fn()>(f) };
+            f();
+        }
+    }
+}
 
 pub fn handle_exception(frame: &mut ExceptionFrame) {
+    let cpu = this_cpu();
+    let pf_nesting = if frame.vector == VEC_PF {
+        cpu.pf_depth.fetch_add(1, Ordering::Relaxed)
+    } else {
+        0
+    };
+    run_test_hook(frame.vector);
+    if frame.vector == VEC_NMI {
+        // Nothing raises NMIs on purpose yet; report and go on.
+        return;
+    }
     CONSOLE.force_unlock();
     let cr2 = read_cr2();
+    let ctx = FaultContext {
+        rip: frame.rip,
+        rsp: frame.rsp,
+        cr2,
+    };
+    if frame.vector == VEC_PF || frame.vector == VEC_DF {
+        let registry = stacks::registry_for_fault();
+        if let Some(report) = registry.guard_report(ctx) {
+            println!("{report}");
+            println!(
+                "  detected by vector={} ({}){}",
+                frame.vector,
+                vector_name(frame.vector),
+                if pf_nesting > 0 {
+                    " while handling a page fault"
+                } else {
+                    ""
+                }
+            );
+            drop(registry);
+            backtrace::print_here();
+            crate::shutdown(ExitCode::StackOverflow);
+        }
+    }
     println!(
         "EXCEPTION: vector={} ({}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
         frame.vector,
@@ -18,5 +82,32 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
         frame.rsp,
         cr2
     );
+    backtrace::print_here();
     crate::shutdown(ExitCode::Exception);
+}
+
+/// Dry run of the fault-reporting path on the current stack: formats a guard
+/// report and walks a backtrace into a sink. Run on every IST stack at boot
+/// so their high-water marks show what the real fault path needs.
+pub fn fault_path_dry_run() {
+    struct Sink;
+    impl core::fmt::Write for Sink {
+        fn write_str(&mut self, _: &str) -> core::fmt::Result {
+            Ok(())
+        }
+    }
+    use core::fmt::Write;
+    let registry = stacks::REGISTRY.lock();
+    if let Some((_, info)) = registry.iter().next() {
+        let ctx = FaultContext {
+            rip: 0,
+            rsp: info.range.bottom,
+            cr2: info.range.bottom - 8,
+        };
+        if let Some(r) = registry.guard_report(ctx) {
+            let _ = write!(Sink, "{r}");
+        }
+    }
+    drop(registry);
+    backtrace::walk_only(backtrace::current_regs());
 }

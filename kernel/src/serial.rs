@@ -50,7 +50,9 @@ pub struct Console {
     uart: Mutex<Option<Uart16550>>,
 }
 
-pub static CONSOLE: Console = Console { uart: Mutex::new(None) };
+pub static CONSOLE: Console = Console {
+    uart: Mutex::new(None),
+};
 
 impl Console {
     pub fn init(&self, uart: Uart16550) {

@@ -1,39 +1,203 @@
 //! Named in-kernel test cases, selected by `test=<name>` on the IGVM command
-//! line; one boot per case. Each case ends the boot itself.
+//! line; one boot per case (igvm-build/tests/boot.rs asserts on the serial
+//! log and exit code). Each case ends the boot itself.
 
+use crate::fault::{TEST_HOOK_FN, TEST_HOOK_VECTOR, VEC_NMI, VEC_PF};
+use crate::mm::paging;
 use crate::println;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::sync::atomic::Ordering;
 use svsm_bootdefs::ExitCode;
 
-type Case = fn() -> Result<(), &'static str>;
+/// Which stack a case starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunsOn {
+    /// The boot stack, early (after the IST/IDT set-up).
+    Boot,
+    /// The init task's stack, after boot.
+    Task,
+}
 
-const CASES: &[(&str, Case)] = &[
-    ("smoke", smoke),
-    ("panic", panic_case),
-    ("invalid-opcode", invalid_opcode),
+pub struct Case {
+    pub name: &'static str,
+    pub on: RunsOn,
+    pub run: fn() -> Result<(), &'static str>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "smoke",
+        on: RunsOn::Task,
+        run: smoke,
+    },
+    Case {
+        name: "paging",
+        on: RunsOn::Task,
+        run: paging_permissions,
+    },
+    Case {
+        name: "heap",
+        on: RunsOn::Task,
+        run: heap,
+    },
+    Case {
+        name: "panic",
+        on: RunsOn::Task,
+        run: panic_case,
+    },
+    Case {
+        name: "invalid-opcode",
+        on: RunsOn::Task,
+        run: invalid_opcode,
+    },
+    Case {
+        name: "write-rodata",
+        on: RunsOn::Task,
+        run: write_rodata,
+    },
+    Case {
+        name: "overflow-boot",
+        on: RunsOn::Boot,
+        run: overflow_recursion,
+    },
+    Case {
+        name: "overflow-task",
+        on: RunsOn::Task,
+        run: overflow_recursion,
+    },
+    Case {
+        name: "overflow-ist",
+        on: RunsOn::Task,
+        run: overflow_ist,
+    },
+    Case {
+        name: "overflow-pf-handler",
+        on: RunsOn::Task,
+        run: overflow_pf_handler,
+    },
+    Case {
+        name: "big-frame",
+        on: RunsOn::Task,
+        run: big_frame,
+    },
+    Case {
+        name: "underflow",
+        on: RunsOn::Task,
+        run: underflow,
+    },
+    Case {
+        name: "backtrace-panic",
+        on: RunsOn::Task,
+        run: backtrace_panic,
+    },
+    Case {
+        name: "backtrace-bench",
+        on: RunsOn::Task,
+        run: backtrace_bench,
+    },
 ];
 
-pub fn run(name: &str) -> ! {
-    let Some((_, case)) = CASES.iter().find(|(n, _)| *n == name) else {
-        println!("TEST {name}: FAIL unknown test case");
-        crate::shutdown(ExitCode::TestFailure);
-    };
-    println!("TEST {name}: start");
-    match case() {
+static UNKNOWN: Case = Case {
+    name: "unknown",
+    on: RunsOn::Boot,
+    run: unknown_case,
+};
+
+pub fn find(name: &str) -> Option<&'static Case> {
+    CASES.iter().find(|c| c.name == name)
+}
+
+/// A case that fails at once, for names not in the table.
+pub fn unknown(name: &str) -> &'static Case {
+    println!("TEST {name}: FAIL unknown test case");
+    crate::shutdown(ExitCode::TestFailure)
+}
+
+fn unknown_case() -> Result<(), &'static str> {
+    Err("unknown test case")
+}
+
+pub fn run(case: &Case) -> ! {
+    let _ = &UNKNOWN;
+    println!("TEST {}: start", case.name);
+    match (case.run)() {
         Ok(()) => {
-            println!("TEST {name}: PASS");
+            println!("TEST {}: PASS", case.name);
+            crate::stacks::print_high_water_marks();
             crate::shutdown(ExitCode::Success)
         }
         Err(why) => {
-            println!("TEST {name}: FAIL {why}");
+            println!("TEST {}: FAIL {why}", case.name);
             crate::shutdown(ExitCode::TestFailure)
         }
     }
 }
 
 fn smoke() -> Result<(), &'static str> {
-    if crate::boot_info().validate().is_err() {
-        return Err("boot info invalid");
+    crate::boot_info().validate()
+}
+
+unsafe extern "C" {
+    static __kernel_start: u8;
+    static __rodata_start: u8;
+    static __data_start: u8;
+}
+
+/// Text is RX, rodata R+NX, data RW+NX, stacks RW+NX, identity map gone.
+fn paging_permissions() -> Result<(), &'static str> {
+    let flags = |va: u64| {
+        paging::translate(va)
+            .map(|(_, f)| f)
+            .ok_or("address not mapped")
+    };
+    let text = core::ptr::addr_of!(__kernel_start) as u64;
+    let rodata = core::ptr::addr_of!(__rodata_start) as u64;
+    let data = core::ptr::addr_of!(__data_start) as u64;
+    let f = flags(text)?;
+    if f & paging::WRITABLE != 0 || f & paging::NO_EXECUTE != 0 {
+        return Err("text is not read-only executable");
     }
+    let f = flags(rodata)?;
+    if f & paging::WRITABLE != 0 || f & paging::NO_EXECUTE == 0 {
+        return Err("rodata is not read-only no-execute");
+    }
+    let f = flags(data)?;
+    if f & paging::WRITABLE == 0 || f & paging::NO_EXECUTE == 0 {
+        return Err("data is not writable no-execute");
+    }
+    let f = flags(crate::cpu::read_rsp())?;
+    if f & paging::WRITABLE == 0 || f & paging::NO_EXECUTE == 0 {
+        return Err("stack is not writable no-execute");
+    }
+    if paging::translate(0x10_0000).is_some() {
+        return Err("identity map still present");
+    }
+    println!("paging: text RX, rodata R, data RW+NX, stack RW+NX, identity map dropped");
+    Ok(())
+}
+
+fn heap() -> Result<(), &'static str> {
+    let (free_before, _) = crate::mm::frames::stats();
+    let mut v: Vec<Box<[u64; 32]>> = Vec::new();
+    for i in 0..1000u64 {
+        v.push(Box::new([i; 32]));
+    }
+    if v.iter()
+        .enumerate()
+        .any(|(i, b)| b.iter().any(|&x| x != i as u64))
+    {
+        return Err("heap objects overlap");
+    }
+    let big: Vec<u8> = alloc::vec![0xa5; 256 * 1024];
+    if big.iter().any(|&b| b != 0xa5) {
+        return Err("large allocation corrupted");
+    }
+    drop(big);
+    drop(v);
+    let (free_after, total) = crate::mm::frames::stats();
+    println!("heap: ok, frames free before {free_before} after {free_after} of {total}");
     Ok(())
 }
 
@@ -45,4 +209,167 @@ fn invalid_opcode() -> Result<(), &'static str> {
     // SAFETY: deliberately raises #UD to exercise the exception path.
     unsafe { core::arch::asm!("ud2") };
     Err("ud2 returned")
+}
+
+static RODATA_TARGET: u64 = 0x1234;
+
+fn write_rodata() -> Result<(), &'static str> {
+    let p = core::ptr::addr_of!(RODATA_TARGET) as *mut u64;
+    // SAFETY: deliberately writes read-only memory: must raise #PF.
+    unsafe { p.write_volatile(1) };
+    Err("write to rodata succeeded")
+}
+
+/// Unbounded recursion with a 512-byte frame: overflows whatever stack it runs on.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+pub fn recurse(depth: u64) -> u64 {
+    let mut buf = [0u8; 512];
+    buf[(depth % 512) as usize] = depth as u8;
+    let buf = black_box(buf);
+    recurse(black_box(depth + 1)) + buf[(depth % 7) as usize] as u64
+}
+
+fn overflow_recursion() -> Result<(), &'static str> {
+    black_box(recurse(0));
+    Err("recursion returned")
+}
+
+fn hook(vector: u64, f: fn()) {
+    TEST_HOOK_FN.store(f as usize as u64, Ordering::Relaxed);
+    TEST_HOOK_VECTOR.store(vector, Ordering::Relaxed);
+}
+
+fn recurse_forever() {
+    black_box(recurse(0));
+}
+
+/// Overflows the NMI IST stack from inside the NMI handler.
+fn overflow_ist() -> Result<(), &'static str> {
+    hook(VEC_NMI, recurse_forever);
+    // SAFETY: software NMI; the handler runs on its IST stack and overflows it.
+    unsafe { core::arch::asm!("int 2") };
+    Err("NMI handler returned")
+}
+
+/// Overflows the page-fault IST stack from inside the page-fault handler.
+fn overflow_pf_handler() -> Result<(), &'static str> {
+    hook(VEC_PF, recurse_forever);
+    // SAFETY: reads an unmapped address on purpose to enter the #PF handler.
+    unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
+    Err("page fault handler returned")
+}
+
+/// One frame of 256 KiB, four times the guard: stack probes must make it
+/// touch the guard instead of jumping over it.
+#[inline(never)]
+#[allow(clippy::large_stack_arrays, clippy::large_stack_frames)] // deliberately huge
+fn big_frame_fn() -> u8 {
+    let buf = black_box([7u8; 256 * 1024]);
+    buf[black_box(100)]
+}
+
+fn big_frame() -> Result<(), &'static str> {
+    black_box(big_frame_fn());
+    Err("big frame fit")
+}
+
+fn underflow() -> Result<(), &'static str> {
+    let rsp = crate::cpu::read_rsp();
+    let top = crate::stacks::stack_of(rsp).ok_or("stack not found")?.top;
+    // SAFETY: reads just above the top of the current stack on purpose: the
+    // upper guard must catch it.
+    unsafe { core::ptr::read_volatile((top + 16) as *const u64) };
+    Err("read above the stack top succeeded")
+}
+
+/// A known chain of non-inlined functions, one reached through core
+/// (an iterator adapter calling our closure), ending in a panic.
+#[inline(never)]
+fn chain_a(n: u32) -> u32 {
+    black_box(chain_b(black_box(n + 1))) + 1
+}
+
+#[inline(never)]
+fn chain_b(n: u32) -> u32 {
+    black_box(chain_c(black_box(n + 1))) + 1
+}
+
+/// Formatting it calls back into `chain_d` from inside `core::fmt::write`.
+struct ThroughCore(u32);
+
+impl core::fmt::Display for ThroughCore {
+    #[inline(never)]
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", chain_d(black_box(self.0)))
+    }
+}
+
+struct NullWriter;
+
+impl core::fmt::Write for NullWriter {
+    fn write_str(&mut self, _: &str) -> core::fmt::Result {
+        Ok(())
+    }
+}
+
+#[inline(never)]
+fn chain_c(n: u32) -> u32 {
+    use core::fmt::Write;
+    // core::fmt::write -> <ThroughCore as Display>::fmt -> chain_d
+    let _ = write!(NullWriter, "{}", ThroughCore(black_box(n + 1)));
+    n
+}
+
+#[inline(never)]
+fn chain_d(n: u32) -> u32 {
+    black_box(chain_e(black_box(n + 1))) + 1
+}
+
+#[inline(never)]
+fn chain_e(n: u32) -> u32 {
+    if black_box(n) > 0 {
+        panic!("backtrace test panic at depth {n}");
+    }
+    n
+}
+
+fn backtrace_panic() -> Result<(), &'static str> {
+    black_box(chain_a(0));
+    Err("chain returned")
+}
+
+/// Recurses to `depth` non-inlined frames, then times full backtrace walks
+/// (unwind + symbol lookup, no printing) with the TSC.
+#[inline(never)]
+fn bench_depth(depth: u32, out: &mut [u64; 15]) -> usize {
+    if depth > 1 {
+        return black_box(bench_depth(black_box(depth - 1), out)).wrapping_add(black_box(0));
+    }
+    let mut frames = 0;
+    for slot in out.iter_mut() {
+        let regs = crate::backtrace::current_regs();
+        let t0 = crate::cpu::rdtsc();
+        frames = crate::backtrace::walk_only(regs);
+        *slot = crate::cpu::rdtsc() - t0;
+    }
+    frames
+}
+
+fn backtrace_bench() -> Result<(), &'static str> {
+    let mut samples = [0u64; 15];
+    // 32 frames: 28 recursion frames plus the frames below them on the task stack.
+    let frames = bench_depth(28, &mut samples);
+    samples.sort_unstable();
+    let median = samples[samples.len() / 2];
+    println!(
+        "backtrace-bench: {frames} frames, median {median} TSC cycles per walk ({} per frame), min {} max {}",
+        median / frames.max(1) as u64,
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    if frames < 32 {
+        return Err("fewer than 32 frames walked");
+    }
+    Ok(())
 }

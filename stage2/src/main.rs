@@ -66,7 +66,9 @@ fn puthex(v: u64) {
 
 fn exit(code: ExitCode) -> ! {
     // SAFETY: isa-debug-exit port; QEMU terminates.
-    unsafe { asm!("out dx, eax", in("dx") svsm_bootdefs::DEBUG_EXIT_PORT, in("eax") code as u32, options(nomem, nostack)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") svsm_bootdefs::DEBUG_EXIT_PORT, in("eax") code as u32, options(nomem, nostack))
+    };
     loop {
         // SAFETY: halting with interrupts off stops this CPU.
         unsafe { asm!("cli; hlt", options(nomem, nostack)) };

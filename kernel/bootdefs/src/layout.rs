@@ -72,17 +72,21 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
     DIRECT_MAP_BASE + pa
 }
 
+// The regions must not overlap; checked at compile time.
+const _: () = {
+    assert!(MEMORY_MAP_GPA + MEMORY_MAP_SIZE <= STAGE2_STACK_BOTTOM - STAGE2_GUARD_SIZE);
+    assert!(STAGE2_STACK_TOP + STAGE2_GUARD_SIZE <= STAGE2_BASE);
+    assert!(STAGE2_BASE + STAGE2_MAX_SIZE <= LARGE_PAGE_SIZE);
+    assert!(LARGE_PAGE_SIZE <= KERNEL_REGION_START);
+    assert!(KERNEL_REGION_END <= DEFAULT_GUEST_RAM);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn regions_do_not_overlap() {
-        assert!(MEMORY_MAP_GPA + MEMORY_MAP_SIZE <= STAGE2_STACK_BOTTOM - STAGE2_GUARD_SIZE);
-        assert!(STAGE2_STACK_TOP + STAGE2_GUARD_SIZE <= STAGE2_BASE);
-        assert!(STAGE2_BASE + STAGE2_MAX_SIZE <= LARGE_PAGE_SIZE);
-        assert!(LARGE_PAGE_SIZE <= KERNEL_REGION_START);
-        assert!(KERNEL_REGION_END <= DEFAULT_GUEST_RAM);
+    fn alignment_helpers() {
         assert_eq!(align_up(0x1001, PAGE_SIZE), 0x2000);
         assert_eq!(align_down(0x1fff, PAGE_SIZE), 0x1000);
     }

@@ -220,7 +220,10 @@ pub const VECTOR_NAMES: [&str; 32] = [
 ];
 
 pub fn vector_name(vector: u64) -> &'static str {
-    VECTOR_NAMES.get(vector as usize).copied().unwrap_or("unknown")
+    VECTOR_NAMES
+        .get(vector as usize)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Called by `svsm_exc_common` with the saved frame, on the stack the IDT

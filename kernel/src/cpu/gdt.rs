@@ -36,7 +36,9 @@ pub struct Gdt {
 
 impl Gdt {
     pub const fn new() -> Self {
-        Self { entries: [0, CODE64, DATA, 0, 0] }
+        Self {
+            entries: [0, CODE64, DATA, 0, 0],
+        }
     }
 
     fn set_tss(&mut self, tss: &Tss) {
@@ -59,7 +61,10 @@ impl Gdt {
             limit: u16,
             base: u64,
         }
-        let ptr = Pointer { limit: (size_of::<Gdt>() - 1) as u16, base: self as *const Gdt as u64 };
+        let ptr = Pointer {
+            limit: (size_of::<Gdt>() - 1) as u16,
+            base: self as *const Gdt as u64,
+        };
         // SAFETY: the GDT and TSS are 'static; the selectors name valid
         // descriptors in it; the far return reloads CS with the code selector.
         unsafe {

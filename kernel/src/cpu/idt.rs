@@ -66,7 +66,10 @@ pub fn load() {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (size_of::<Idt>() - 1) as u16, base: idt as *const Idt as u64 };
+    let ptr = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: idt as *const Idt as u64,
+    };
     // SAFETY: the IDT is 'static and every gate points at a valid entry stub.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack, preserves_flags)) };
 }

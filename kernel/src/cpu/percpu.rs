@@ -1,7 +1,6 @@
 //! Per-CPU area, reachable through GS base. Each CPU owns its GDT, TSS and
 //! fault-nesting state; everything else is shared.
 
-use super::gdt::{Gdt, Tss};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 pub const MAX_CPUS: usize = 1;
@@ -30,19 +29,6 @@ impl PerCpu {
             df_depth: AtomicU32::new(0),
         }
     }
-
-    pub fn task(&self) -> Option<u32> {
-        match self.current_task.load(Ordering::Relaxed) {
-            NO_TASK => None,
-            t => Some(t),
-        }
-    }
-}
-
-/// Descriptor tables of one CPU; only touched during that CPU's bring-up.
-pub struct CpuTables {
-    pub gdt: Gdt,
-    pub tss: Tss,
 }
 
 static PERCPU: [PerCpu; MAX_CPUS] = [PerCpu::new(0)];
@@ -50,12 +36,16 @@ static PERCPU: [PerCpu; MAX_CPUS] = [PerCpu::new(0)];
 /// Makes `PERCPU[cpu]` this CPU's area (GS base).
 pub fn init(cpu: usize) {
     let pc = &PERCPU[cpu];
-    pc.self_ptr.store(pc as *const PerCpu as u64, Ordering::Relaxed);
+    pc.self_ptr
+        .store(pc as *const PerCpu as u64, Ordering::Relaxed);
     super::wrmsr(super::MSR_GS_BASE, pc as *const PerCpu as u64);
 }
 
 /// This CPU's area. Before `init` ran, CPU 0's.
 pub fn this_cpu() -> &'static PerCpu {
     let gs = super::rdmsr(super::MSR_GS_BASE);
-    PERCPU.iter().find(|p| core::ptr::from_ref::<PerCpu>(p) as u64 == gs).unwrap_or(&PERCPU[0])
+    PERCPU
+        .iter()
+        .find(|p| core::ptr::from_ref::<PerCpu>(p) as u64 == gs)
+        .unwrap_or(&PERCPU[0])
 }

@@ -1,29 +1,42 @@
-//! Physical frames of the kernel region.
+//! Physical frames of the kernel region (svsm-mm's bitmap allocator).
 
 use spin::Mutex;
 use svsm_bootdefs::layout::{PAGE_SIZE, phys_to_virt};
+use svsm_mm::FrameAllocator;
 
-struct Frames {
-    next: u64,
-    end: u64,
+static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
+
+pub fn init(start: u64, end: u64) -> Result<(), svsm_mm::FrameError> {
+    FRAMES.lock().init(start, end)
 }
 
-static FRAMES: Mutex<Frames> = Mutex::new(Frames { next: 0, end: 0 });
-
-pub fn init(start: u64, end: u64) {
-    *FRAMES.lock() = Frames { next: start, end };
+fn zero(pa: u64, count: usize) {
+    // SAFETY: the frames were just handed out exclusively; the direct map covers them.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, count * PAGE_SIZE as usize) };
 }
 
 /// Allocates one zeroed 4 KiB frame.
 pub fn alloc_frame() -> Option<u64> {
-    let mut f = FRAMES.lock();
-    if f.next + PAGE_SIZE > f.end {
-        return None;
-    }
-    let pa = f.next;
-    f.next += PAGE_SIZE;
-    drop(f);
-    // SAFETY: the frame was just handed out exclusively; the direct map covers it.
-    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE_SIZE as usize) };
+    let pa = FRAMES.lock().alloc().ok()?;
+    zero(pa, 1);
     Some(pa)
+}
+
+/// Allocates `count` physically contiguous zeroed frames.
+pub fn alloc_frames(count: usize) -> Option<u64> {
+    let pa = FRAMES.lock().alloc_contiguous(count, PAGE_SIZE).ok()?;
+    zero(pa, count);
+    Some(pa)
+}
+
+pub fn free_frames(pa: u64, count: usize) {
+    if let Err(e) = FRAMES.lock().free_contiguous(pa, count) {
+        log::error!("frame free failed: {e}");
+    }
+}
+
+/// (free, total) frames.
+pub fn stats() -> (usize, usize) {
+    let f = FRAMES.lock();
+    (f.free_frames(), f.total_frames())
 }

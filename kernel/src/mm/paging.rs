@@ -32,7 +32,12 @@ fn index(va: u64, level: u32) -> usize {
 }
 
 /// Maps one 4 KiB page. `alloc_table` returns a zeroed physical page.
-pub fn map_page(va: u64, pa: u64, flags: u64, alloc_table: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
+pub fn map_page(
+    va: u64,
+    pa: u64,
+    flags: u64,
+    alloc_table: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
     let mut t = table(cpu::read_cr3() & ADDR_MASK);
     for level in (1..4).rev() {
         let e = &mut t[index(va, level)];

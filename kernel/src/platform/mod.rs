@@ -16,6 +16,7 @@ pub enum PlatformError {
     /// The operation does not exist on this platform (yet).
     Unsupported,
     /// The hardware/firmware refused (e.g. PVALIDATE failed).
+    #[allow(dead_code)] // raised by the SNP/TDX implementations
     Failed(u64),
     /// Bad arguments (unaligned range, out of bounds).
     Invalid,
@@ -25,6 +26,8 @@ pub enum PlatformError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageValidation {
     Valid,
+    /// Released (e.g. memory handed back to the guest on SNP/TDX).
+    #[allow(dead_code)]
     Invalid,
 }
 
@@ -35,12 +38,19 @@ pub trait SvsmPlatform: Sync {
     fn io(&self) -> &'static dyn IoPort;
 
     /// Validates or invalidates the 4 KiB-aligned guest-physical range.
-    fn validate_pages(&self, start: u64, len: u64, state: PageValidation) -> Result<(), PlatformError>;
+    fn validate_pages(
+        &self,
+        start: u64,
+        len: u64,
+        state: PageValidation,
+    ) -> Result<(), PlatformError>;
 
     /// Installs platform-specific exception handling (#VC on SNP, #VE on TDX).
     fn setup_exception_handling(&self) -> Result<(), PlatformError>;
 
-    /// Starts an application processor at the given 64-bit entry with its stack.
+    /// Starts an application processor at the given 64-bit entry with its
+    /// stack. Used by SMP bring-up (VP_COUNT > 1), which comes with SNP/TDX.
+    #[allow(dead_code)]
     fn start_cpu(&self, cpu: u32, entry: u64, stack_top: u64) -> Result<(), PlatformError>;
 
     /// Ends the SVSM with an exit code the host can see.

@@ -17,10 +17,15 @@ impl SvsmPlatform for NativePlatform {
         &DIRECT_IO
     }
 
-    fn validate_pages(&self, start: u64, len: u64, _state: PageValidation) -> Result<(), PlatformError> {
+    fn validate_pages(
+        &self,
+        start: u64,
+        len: u64,
+        _state: PageValidation,
+    ) -> Result<(), PlatformError> {
         // Memory needs no validation natively; still reject malformed ranges so
         // callers behave the same as on SNP/TDX.
-        if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        if !start.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
             return Err(PlatformError::Invalid);
         }
         Ok(())

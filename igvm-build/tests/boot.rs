@@ -1,0 +1,362 @@
+//! In-QEMU tests of the real SVSM image: one boot per scenario, asserting on
+//! the serial log and the exit code. `make test-qemu` builds the image and
+//! runs these with SVSM_IGVM (and SVSM_KERNEL_ELF) set; plain `cargo test`
+//! skips them (ignored), because they need the target build.
+
+use igvm_build::qemu::{BootOptions, BootOutcome, boot};
+use std::time::Duration;
+use svsm_bootdefs::{ExitCode, READY_MARKER};
+use svsm_guards::HwmRecord;
+
+fn image() -> String {
+    std::env::var("SVSM_IGVM")
+        .expect("SVSM_IGVM must name the built IGVM file (run `make test-qemu`)")
+}
+
+fn boot_case(cmdline: &str) -> BootOutcome {
+    let opts = BootOptions::new(image())
+        .cmdline(cmdline)
+        .timeout(Duration::from_secs(60))
+        .echo(false);
+    let out = boot(&opts).expect("QEMU could not be started");
+    assert!(
+        !out.timed_out,
+        "boot `{cmdline}` timed out; serial:\n{}",
+        out.serial
+    );
+    assert_ne!(
+        out.qemu_status, 0,
+        "boot `{cmdline}` triple-faulted (QEMU status 0); serial:\n{}",
+        out.serial
+    );
+    out
+}
+
+fn expect_exit(out: &BootOutcome, code: ExitCode) {
+    assert_eq!(
+        out.exit,
+        Some(code),
+        "unexpected exit (QEMU status {}); serial:\n{}",
+        out.qemu_status,
+        out.serial
+    );
+}
+
+fn lines<'a>(out: &'a BootOutcome, prefix: &str) -> Vec<&'a str> {
+    out.serial
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with(prefix))
+        .collect()
+}
+
+/// Names of the frames of the (first) backtrace block, in order.
+fn backtrace_names(out: &BootOutcome) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut inside = false;
+    for l in out.serial.lines().map(|l| l.trim_end_matches('\r')) {
+        if l.starts_with("BACKTRACE BEGIN") {
+            inside = true;
+        } else if l.starts_with("BACKTRACE END") {
+            break;
+        } else if inside {
+            // "  #NN pc=.. sp=.. [exception vector=N] name+0xoff"
+            let rest = l.split_whitespace().skip(3).collect::<Vec<_>>().join(" ");
+            let rest = rest
+                .strip_prefix('[')
+                .map(|r| r.split_once("] ").map_or(r, |x| x.1).to_string())
+                .unwrap_or(rest);
+            names.push(
+                rest.rsplit_once('+')
+                    .map_or(rest.clone(), |(n, _)| n.to_string()),
+            );
+        }
+    }
+    names
+}
+
+fn backtrace_end(out: &BootOutcome) -> String {
+    lines(out, "BACKTRACE END")
+        .first()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+fn hwm(out: &BootOutcome) -> Vec<(String, u64, u64)> {
+    lines(out, "STACK-HWM")
+        .into_iter()
+        .map(|l| {
+            let r =
+                HwmRecord::parse(l).unwrap_or_else(|e| panic!("bad STACK-HWM line {l:?}: {e:?}"));
+            (format!("{}:{}", r.kind, r.name), r.size, r.used)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn normal_boot_reaches_ready_with_sane_high_water_marks() {
+    let out = boot_case("");
+    expect_exit(&out, ExitCode::Success);
+    assert!(
+        out.serial.contains("stage2: kernel entry 0xffffffff8"),
+        "{}",
+        out.serial
+    );
+    assert!(lines(&out, READY_MARKER).len() == 1, "{}", out.serial);
+    assert!(
+        !out.serial.contains("EXCEPTION") && !out.serial.contains("PANIC"),
+        "{}",
+        out.serial
+    );
+    let marks = hwm(&out);
+    let kinds: Vec<&str> = marks
+        .iter()
+        .map(|(n, _, _)| n.split(':').next().unwrap())
+        .collect();
+    for k in [
+        "boot", "stage2", "ist-df", "ist-pf", "ist-nmi", "ist-mc", "percpu", "task",
+    ] {
+        assert!(kinds.contains(&k), "no high-water mark for {k}: {marks:?}");
+    }
+    for (name, size, used) in &marks {
+        assert!(*used > 0 && used < size, "{name}: used {used} of {size}");
+    }
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn smoke_case_passes() {
+    let out = boot_case("test=smoke");
+    expect_exit(&out, ExitCode::Success);
+    assert!(out.serial.contains("TEST smoke: PASS"), "{}", out.serial);
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn page_permissions_are_enforced() {
+    let out = boot_case("test=paging");
+    expect_exit(&out, ExitCode::Success);
+    assert!(out.serial.contains("TEST paging: PASS"), "{}", out.serial);
+    let out = boot_case("test=write-rodata");
+    expect_exit(&out, ExitCode::Exception);
+    assert!(
+        out.serial
+            .contains("EXCEPTION: vector=14 (#PF page fault) error=0x3"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn heap_allocates_and_frees() {
+    let out = boot_case("test=heap");
+    expect_exit(&out, ExitCode::Success);
+    assert!(out.serial.contains("TEST heap: PASS"), "{}", out.serial);
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn unknown_case_fails() {
+    let out = boot_case("test=no-such-case");
+    expect_exit(&out, ExitCode::TestFailure);
+    assert!(
+        out.serial
+            .contains("TEST no-such-case: FAIL unknown test case"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn panic_is_reported_with_backtrace() {
+    let out = boot_case("test=panic");
+    expect_exit(&out, ExitCode::Panic);
+    assert!(
+        out.serial
+            .contains("PANIC: panicked at kernel/src/testcases.rs"),
+        "{}",
+        out.serial
+    );
+    assert!(
+        backtrace_names(&out)
+            .iter()
+            .any(|n| n == "svsm_kernel::testcases::panic_case"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn unexpected_exception_is_reported() {
+    let out = boot_case("test=invalid-opcode");
+    expect_exit(&out, ExitCode::Exception);
+    let l = lines(
+        &out,
+        "EXCEPTION: vector=6 (#UD invalid opcode) error=0x0 rip=0xffffffff8",
+    );
+    assert_eq!(l.len(), 1, "{}", out.serial);
+    assert!(
+        l[0].contains(" rsp=0x") && l[0].contains(" cr2=0x"),
+        "{}",
+        l[0]
+    );
+    // The backtrace crosses the exception entry into the interrupted code.
+    assert!(
+        out.serial
+            .contains("[exception vector=6] svsm_kernel::testcases::invalid_opcode+"),
+        "{}",
+        out.serial
+    );
+}
+
+/// The backtrace of a panic in a known chain, one frame reached through core::fmt.
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn backtrace_names_the_chain_in_order() {
+    let out = boot_case("test=backtrace-panic");
+    expect_exit(&out, ExitCode::Panic);
+    let names = backtrace_names(&out);
+    let expected = [
+        "svsm_kernel::testcases::chain_e",
+        "svsm_kernel::testcases::chain_d",
+        "<svsm_kernel::testcases::ThroughCore as core::fmt::Display>::fmt",
+        "core::fmt::write",
+        "svsm_kernel::testcases::chain_c",
+        "svsm_kernel::testcases::chain_b",
+        "svsm_kernel::testcases::chain_a",
+        "svsm_kernel::testcases::backtrace_panic",
+    ];
+    let start = names
+        .iter()
+        .position(|n| n == expected[0])
+        .unwrap_or_else(|| panic!("no chain_e in {names:?}"));
+    assert_eq!(
+        &names[start..start + expected.len()],
+        &expected,
+        "serial:\n{}",
+        out.serial
+    );
+}
+
+fn expect_guard_report(cmdline: &str, direction: &str, stack: &str, task: &str) -> BootOutcome {
+    let out = boot_case(cmdline);
+    expect_exit(&out, ExitCode::StackOverflow);
+    let reports = lines(&out, "STACK ");
+    assert_eq!(
+        reports.len(),
+        1,
+        "expected exactly one report; serial:\n{}",
+        out.serial
+    );
+    let r = reports[0];
+    let prefix = format!("STACK {direction}: stack={stack} cpu=0 task={task} rip=0x");
+    assert!(
+        r.starts_with(&prefix),
+        "report {r:?} does not start with {prefix:?}"
+    );
+    let past: u64 = r
+        .split(" past-limit=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no past-limit in {r:?}"));
+    assert!(
+        past > 0 && past <= svsm_guards::GUARD_SIZE,
+        "past-limit {past} in {r:?}"
+    );
+    assert!(!out.serial.contains("triple"), "{}", out.serial);
+    out
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn overflow_on_boot_stack() {
+    let out = expect_guard_report("test=overflow-boot", "OVERFLOW", "boot:boot", "-");
+    let names = backtrace_names(&out);
+    assert!(
+        names
+            .iter()
+            .filter(|n| *n == "svsm_kernel::testcases::recurse")
+            .count()
+            >= 10,
+        "{names:?}"
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn overflow_on_task_stack() {
+    let out = expect_guard_report("test=overflow-task", "OVERFLOW", "task:init", "1");
+    let names = backtrace_names(&out);
+    // The chain down to the overflowing function, through the exception entry.
+    let i = names
+        .iter()
+        .position(|n| n == "svsm_exc_common")
+        .expect("exception entry frame");
+    assert_eq!(names[i + 1], "svsm_kernel::testcases::recurse", "{names:?}");
+    assert!(
+        names.contains(&"svsm_kernel::testcases::overflow_recursion".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn overflow_on_ist_stack() {
+    let out = expect_guard_report("test=overflow-ist", "OVERFLOW", "ist-nmi:cpu0-nmi", "-");
+    assert!(
+        out.serial
+            .contains("[exception vector=2] svsm_kernel::testcases::overflow_ist+"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn overflow_inside_page_fault_handler() {
+    let out = expect_guard_report(
+        "test=overflow-pf-handler",
+        "OVERFLOW",
+        "ist-pf:cpu0-pf",
+        "-",
+    );
+    assert!(
+        out.serial.contains("while handling a page fault"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn big_frame_cannot_jump_the_guard() {
+    let out = expect_guard_report("test=big-frame", "OVERFLOW", "task:init", "1");
+    assert!(
+        out.serial.contains("svsm_kernel::testcases::big_frame_fn+"),
+        "{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn underflow_is_reported() {
+    let out = expect_guard_report("test=underflow", "UNDERFLOW", "task:init", "1");
+    assert!(out.serial.contains("past-limit=17 bytes"), "{}", out.serial);
+    assert!(!backtrace_end(&out).is_empty());
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn in_kernel_backtrace_timing_is_reported() {
+    let out = boot_case("test=backtrace-bench");
+    expect_exit(&out, ExitCode::Success);
+    let l = lines(&out, "backtrace-bench: ");
+    assert_eq!(l.len(), 1, "{}", out.serial);
+    println!("{}", l[0]);
+}
