@@ -8,6 +8,7 @@ mod common;
 use common::{ThreadStack, host_modules, libgcc_backtrace};
 use std::hint::black_box;
 use std::time::Instant;
+use svsm_unwinder::capture_regs;
 use svsm_unwinder::{Module, StopReason, UnwindState, Walk};
 
 const SAMPLES: usize = 41;

@@ -146,6 +146,55 @@ impl Regs {
     }
 }
 
+/// Captures the current register values into a [`Regs`], making the
+/// function that expands it frame #00 of a walk (its `rip` is an address
+/// inside that function, its `rsp` that function's stack pointer).
+///
+/// ```ignore
+/// #[inline(never)]
+/// fn print_backtrace() {
+///     let regs = svsm_unwinder::capture_regs!();
+///     let walk = svsm_unwinder::Walk::new(&modules, &mem, &mut state, regs);
+///     // ...
+/// }
+/// ```
+#[cfg(target_arch = "x86_64")]
+#[macro_export]
+macro_rules! capture_regs {
+    () => {{
+        let mut r = $crate::Regs::default();
+        let p: *mut $crate::Regs = &mut r;
+        // SAFETY: stores the current register values into `r`, a live,
+        // writable `Regs` whose field offsets come from `offset_of!`. The
+        // asm touches no other memory and does not use the stack.
+        unsafe {
+            ::core::arch::asm!(
+                "mov [{p} + {o_rsp}], rsp",
+                "mov [{p} + {o_rbp}], rbp",
+                "mov [{p} + {o_rbx}], rbx",
+                "mov [{p} + {o_r12}], r12",
+                "mov [{p} + {o_r13}], r13",
+                "mov [{p} + {o_r14}], r14",
+                "mov [{p} + {o_r15}], r15",
+                "lea {t}, [rip]",
+                "mov [{p} + {o_rip}], {t}",
+                p = in(reg) p,
+                t = out(reg) _,
+                o_rip = const ::core::mem::offset_of!($crate::Regs, rip),
+                o_rsp = const ::core::mem::offset_of!($crate::Regs, rsp),
+                o_rbp = const ::core::mem::offset_of!($crate::Regs, rbp),
+                o_rbx = const ::core::mem::offset_of!($crate::Regs, rbx),
+                o_r12 = const ::core::mem::offset_of!($crate::Regs, r12),
+                o_r13 = const ::core::mem::offset_of!($crate::Regs, r13),
+                o_r14 = const ::core::mem::offset_of!($crate::Regs, r14),
+                o_r15 = const ::core::mem::offset_of!($crate::Regs, r15),
+                options(nostack, preserves_flags),
+            );
+        }
+        r
+    }};
+}
+
 /// The DWARF columns restored for the caller (besides rip and rsp).
 const CALLEE_SAVED: [Register; 6] = [
     X86_64::RBP,

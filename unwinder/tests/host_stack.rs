@@ -5,6 +5,7 @@ mod common;
 
 use common::{ThreadStack, URC_END_OF_STACK, host_modules, libgcc_backtrace};
 use std::hint::black_box;
+use svsm_unwinder::capture_regs;
 use svsm_unwinder::{StopReason, UnwindState, Walk};
 
 #[derive(Default)]

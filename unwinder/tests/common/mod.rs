@@ -10,45 +10,6 @@ use std::sync::OnceLock;
 
 use svsm_unwinder::{CfiSections, Memory, Module};
 
-/// Captures the current registers into a `Regs`. Must be expanded inside the
-/// function whose frame becomes frame #00.
-#[macro_export]
-macro_rules! capture_regs {
-    () => {{
-        let mut r = svsm_unwinder::Regs::default();
-        let p: *mut svsm_unwinder::Regs = &mut r;
-        // SAFETY: stores the current register values into `r`, which is a
-        // live, writable `Regs` (repr Rust, but `Regs` fields are eight u64s;
-        // the offsets are taken with `offset_of!`). The asm touches no other
-        // memory and does not use the stack.
-        unsafe {
-            core::arch::asm!(
-                "mov [{p} + {o_rsp}], rsp",
-                "mov [{p} + {o_rbp}], rbp",
-                "mov [{p} + {o_rbx}], rbx",
-                "mov [{p} + {o_r12}], r12",
-                "mov [{p} + {o_r13}], r13",
-                "mov [{p} + {o_r14}], r14",
-                "mov [{p} + {o_r15}], r15",
-                "lea {t}, [rip]",
-                "mov [{p} + {o_rip}], {t}",
-                p = in(reg) p,
-                t = out(reg) _,
-                o_rip = const core::mem::offset_of!(svsm_unwinder::Regs, rip),
-                o_rsp = const core::mem::offset_of!(svsm_unwinder::Regs, rsp),
-                o_rbp = const core::mem::offset_of!(svsm_unwinder::Regs, rbp),
-                o_rbx = const core::mem::offset_of!(svsm_unwinder::Regs, rbx),
-                o_r12 = const core::mem::offset_of!(svsm_unwinder::Regs, r12),
-                o_r13 = const core::mem::offset_of!(svsm_unwinder::Regs, r13),
-                o_r14 = const core::mem::offset_of!(svsm_unwinder::Regs, r14),
-                o_r15 = const core::mem::offset_of!(svsm_unwinder::Regs, r15),
-                options(nostack, preserves_flags),
-            );
-        }
-        r
-    }};
-}
-
 /// Every loaded image's CFI, found through `PT_GNU_EH_FRAME`.
 pub fn host_modules() -> &'static [Module<'static>] {
     static MODULES: OnceLock<Vec<Module<'static>>> = OnceLock::new();
