@@ -330,7 +330,7 @@ fn image_report(
         };
         let entry_bytes = e.cpu_pushed.unwrap_or(8);
         let raw = b.bound[fi];
-        let value = raw.map(|v| v.saturating_sub(8) + entry_bytes);
+        let value = raw.map(|v| v.saturating_sub(8).saturating_add(entry_bytes));
         let issues = if raw.is_none() {
             let mut v: Vec<Issue> = bound::reachable(b, fi)
                 .into_iter()
@@ -408,7 +408,10 @@ fn image_report(
             nested_worst,
             nested_bound,
             bound: bound_total,
-            headroom: bound_total.map(|v| e.budget as i64 - v as i64),
+            headroom: bound_total.map(|v| {
+                (i128::from(e.budget) - i128::from(v))
+                    .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+            }),
             worst_path: steps.clone(),
             issues,
         });
@@ -446,7 +449,7 @@ fn total(
             None => v = None,
         }
     }
-    let v = v.map(|x| x + nested_max);
+    let v = v.map(|x| x.saturating_add(nested_max));
     visiting.pop();
     memo.insert(name.to_string(), v);
     Ok(v)
@@ -498,15 +501,15 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
                     let e = &b.edges[exit_member][ei];
                     let callee = b.bound[e.to].unwrap_or(0);
                     match e.kind {
-                        SiteKind::Call => e.depth + callee,
-                        _ => e.depth.saturating_sub(8) + callee,
+                        SiteKind::Call => e.depth.saturating_add(callee),
+                        _ => e.depth.saturating_sub(8).saturating_add(callee),
                     }
                 }
                 None => b.frames[exit_member].as_ref().copied().unwrap_or(0),
             };
             let repeated = rec_total.saturating_sub(exit_cost);
             steps.push(step);
-            at_entry += repeated;
+            at_entry = at_entry.saturating_add(repeated);
             if exit_member != cur {
                 cur = exit_member;
                 continue;
@@ -516,11 +519,11 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
             if let Some(last) = steps.last_mut() {
                 fill_site(last, e);
             }
-            at_entry += if e.kind == SiteKind::Call {
+            at_entry = at_entry.saturating_add(if e.kind == SiteKind::Call {
                 e.depth
             } else {
                 e.depth.saturating_sub(8)
-            };
+            });
             cur = e.to;
             continue;
         }
@@ -531,11 +534,11 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
         let e = &b.edges[cur][ei];
         fill_site(&mut step, e);
         steps.push(step);
-        at_entry += if e.kind == SiteKind::Call {
+        at_entry = at_entry.saturating_add(if e.kind == SiteKind::Call {
             e.depth
         } else {
             e.depth.saturating_sub(8)
-        };
+        });
         cur = e.to;
     }
     steps

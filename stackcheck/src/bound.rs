@@ -75,8 +75,8 @@ fn matches(img: &Image<'_>, fi: usize, pat: &str) -> bool {
 
 fn cost(e: &Edge, callee: u64) -> u64 {
     match e.kind {
-        SiteKind::Call => e.depth + callee,
-        SiteKind::Tail | SiteKind::Fallthrough => e.depth.saturating_sub(8) + callee,
+        SiteKind::Call => e.depth.saturating_add(callee),
+        SiteKind::Tail | SiteKind::Fallthrough => e.depth.saturating_sub(8).saturating_add(callee),
     }
 }
 

@@ -42,6 +42,13 @@ enum Cmd {
         #[arg(long, default_value = "reports")]
         out_dir: PathBuf,
     },
+    /// List every function with its frame size, its source (cfi, code,
+    /// config) and, for cross-checking, the machine-code size.
+    Frames {
+        /// The ELF to list.
+        #[arg(long)]
+        elf: PathBuf,
+    },
     /// Symbolize the BACKTRACE blocks of a serial log (file or stdin).
     Symbolize {
         /// The ELF the log came from (its build id must match).
@@ -127,6 +134,30 @@ fn run(cli: Cli) -> Result<bool> {
             print_summary(&r);
             println!("reports written to {}", out_dir.display());
             Ok(r.ok && base_ok)
+        }
+        Cmd::Frames { elf } => {
+            let data = analysis::read_file(&elf)?;
+            let a = analysis::analyze_image(&data, &Config::default(), "main", true)?;
+            for (i, f) in a.img.functions.iter().enumerate() {
+                let fr = match &a.bounds.frames[i] {
+                    Ok(v) => v.to_string(),
+                    Err(_) => "unknown".into(),
+                };
+                let code = match &a.graph.funcs[i].code_frame {
+                    Some(Ok(v)) => v.to_string(),
+                    Some(Err(_)) => "unknown".into(),
+                    None => "-".into(),
+                };
+                println!(
+                    "{:#018x} {:>8} {:<12} code={:<8} {}",
+                    f.addr,
+                    fr,
+                    format!("{:?}", a.bounds.sources[i]).to_lowercase(),
+                    code,
+                    f.demangled
+                );
+            }
+            Ok(true)
         }
         Cmd::Symbolize { elf, log } => {
             let data = analysis::read_file(&elf)?;

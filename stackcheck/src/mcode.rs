@@ -246,9 +246,9 @@ fn transfer(
                 return Step::Unknown(format!("{m:?} rsp by a non-constant at {:#x}", ins.ip()));
             };
             if m == Mnemonic::Sub {
-                st.depth += v;
+                st.depth = st.depth.saturating_add(v);
             } else {
-                st.depth -= v;
+                st.depth = st.depth.saturating_sub(v);
             }
         }
         Mnemonic::And if op0_is_rsp => {
@@ -258,7 +258,7 @@ fn transfer(
             // Aligning down to 2^k costs at most 2^k - 8 on an 8-aligned stack.
             let align = (!v).wrapping_add(1);
             if align > 8 {
-                st.depth += align - 8;
+                st.depth = st.depth.saturating_add(align - 8);
             }
         }
         Mnemonic::Lea if op0_is_rsp => {
@@ -277,14 +277,14 @@ fn transfer(
                 Some(Val::Stack(d)) => d,
                 _ => return Step::Unknown(format!("lea rsp from unknown base at {:#x}", ins.ip())),
             };
-            st.depth = bd - disp;
+            st.depth = bd.saturating_sub(disp);
         }
         Mnemonic::Mov if op0_is_rsp => match op1_reg.and_then(gpr_index).map(|r| st.regs[r]) {
             Some(Val::Stack(d)) => st.depth = d,
             _ => return Step::Unknown(format!("mov rsp from unknown value at {:#x}", ins.ip())),
         },
         Mnemonic::Leave => match st.regs[5] {
-            Val::Stack(d) => st.depth = d - 8,
+            Val::Stack(d) => st.depth = d.saturating_sub(8),
             _ => return Step::Unknown(format!("leave with unknown rbp at {:#x}", ins.ip())),
         },
         Mnemonic::Cmp | Mnemonic::Test if op0_is_rsp => {}
@@ -300,7 +300,7 @@ fn transfer(
                 if m == Mnemonic::Enter {
                     return Step::Unknown(format!("enter at {:#x}", ins.ip()));
                 }
-                st.depth -= i64::from(inc);
+                st.depth = st.depth.saturating_sub(i64::from(inc));
             } else if op0_is_rsp {
                 return Step::Unknown(format!("unhandled write to rsp ({m:?}) at {:#x}", ins.ip()));
             }
@@ -338,20 +338,24 @@ fn transfer(
                 }
             }
             Mnemonic::Sub | Mnemonic::Add if is64 => match (st.regs[r], imm_of(ins, 1)) {
-                (Val::Stack(d), Some(c)) => {
-                    Val::Stack(if m == Mnemonic::Sub { d + c } else { d - c })
-                }
-                (Val::Const(k), Some(c)) => {
-                    Val::Const(if m == Mnemonic::Sub { k - c } else { k + c })
-                }
+                (Val::Stack(d), Some(c)) => Val::Stack(if m == Mnemonic::Sub {
+                    d.saturating_add(c)
+                } else {
+                    d.saturating_sub(c)
+                }),
+                (Val::Const(k), Some(c)) => Val::Const(if m == Mnemonic::Sub {
+                    k.wrapping_sub(c)
+                } else {
+                    k.wrapping_add(c)
+                }),
                 _ => Val::Unknown,
             },
             Mnemonic::Lea if is64 && ins.memory_index() == Register::None => {
                 let disp = ins.memory_displacement64() as i64;
                 match gpr_index(ins.memory_base()) {
-                    Some(RSP) => Val::Stack(st.depth - disp),
+                    Some(RSP) => Val::Stack(st.depth.saturating_sub(disp)),
                     Some(b) => match st.regs[b] {
-                        Val::Stack(d) => Val::Stack(d - disp),
+                        Val::Stack(d) => Val::Stack(d.saturating_sub(disp)),
                         _ => Val::Unknown,
                     },
                     None => Val::Unknown,

@@ -216,7 +216,7 @@ fn push_path(out: &mut Vec<String>, root: &str, e: &EntryReport) {
             e.own_bound.unwrap_or(0).saturating_sub(used)
         };
         if i + 1 < steps.len() {
-            used = steps[i + 1].stack_at_entry - base;
+            used = steps[i + 1].stack_at_entry.saturating_sub(base);
         }
         if w > 0 {
             out.push(format!("{prefix} {w}"));

@@ -1,0 +1,413 @@
+//! Validation against independent ground truth:
+//! (a) rustc `-Z emit-stack-sizes` on a Rust fixture (CFI and no-CFI builds),
+//! (b) gcc `-fstack-usage` on a C fixture (CFI and no-CFI builds),
+//! (c) hand-built call graphs with known worst paths.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use object::{Object, ObjectSection};
+use stackcheck::analysis::{self, Status};
+use stackcheck::config::Config;
+use stackcheck::graph::FrameSource;
+
+/// Parse `.stack_sizes`: (u64 address, ULEB128 size) pairs.
+fn stack_sizes(data: &[u8]) -> BTreeMap<u64, u64> {
+    let file = object::File::parse(data).expect("parse fixture");
+    let sec = file
+        .section_by_name(".stack_sizes")
+        .expect("fixture has .stack_sizes");
+    let b = sec.data().expect("section data");
+    let mut out = BTreeMap::new();
+    let mut p = 0;
+    while p + 8 <= b.len() {
+        let addr = u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
+        p += 8;
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let c = b[p];
+            p += 1;
+            v |= u64::from(c & 0x7f) << shift;
+            shift += 7;
+            if c < 0x80 {
+                break;
+            }
+        }
+        out.insert(addr, v);
+    }
+    out
+}
+
+fn build_rust_fixture(unwind: bool) -> PathBuf {
+    let variant = if unwind { "cfi" } else { "nocfi" };
+    let target_dir = tmp(&format!("rust-fixture-{variant}"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(fixtures().join("rust-stack-sizes"))
+        .args(["build", "--release", "--target", "x86_64-unknown-none"])
+        // Test-only use of -Z on the pinned stable toolchain.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(
+            "RUSTFLAGS",
+            format!(
+                "-Z emit-stack-sizes -C force-unwind-tables={}",
+                if unwind { "yes" } else { "no" }
+            ),
+        )
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER");
+    run(&mut c);
+    target_dir.join("x86_64-unknown-none/release/stackcheck-rust-fixture")
+}
+
+fn check_rust(unwind: bool) {
+    let elf = build_rust_fixture(unwind);
+    let data = std::fs::read(&elf).unwrap();
+    let truth = stack_sizes(&data);
+    assert!(truth.len() >= 10, "fixture too small: {truth:?}");
+    let a = analysis::analyze_image(&data, &Config::default(), "main", true).unwrap();
+    let mut checked = 0;
+    let mut saw_probe = false;
+    for (&addr, &size) in &truth {
+        let fi = a
+            .img
+            .function_at(addr)
+            .unwrap_or_else(|| panic!("no function at {addr:#x}"));
+        let f = &a.img.functions[fi];
+        let want = size + 8;
+        assert_eq!(
+            a.bounds.frames[fi].as_ref().ok(),
+            Some(&want),
+            "{} (source {:?})",
+            f.demangled,
+            a.bounds.sources[fi]
+        );
+        if unwind {
+            assert!(
+                matches!(
+                    a.bounds.sources[fi],
+                    FrameSource::Cfi | FrameSource::CfiAndCode
+                ),
+                "{} sized by {:?}",
+                f.demangled,
+                a.bounds.sources[fi]
+            );
+        } else {
+            assert_eq!(a.bounds.sources[fi], FrameSource::Code, "{}", f.demangled);
+        }
+        // The machine-code analysis must agree on its own as well.
+        let code = a.graph.funcs[fi]
+            .code_frame
+            .clone()
+            .expect("code analysis ran");
+        assert_eq!(
+            code.as_ref().ok(),
+            Some(&want),
+            "machine code size of {}",
+            f.demangled
+        );
+        saw_probe |= size > 65536;
+        checked += 1;
+    }
+    assert!(
+        saw_probe,
+        "the 70 KiB frame (inline probe loop) must be covered"
+    );
+    assert_eq!(checked, truth.len());
+}
+
+#[test]
+fn rust_stack_sizes_match_cfi() {
+    check_rust(true);
+}
+
+#[test]
+fn rust_stack_sizes_match_machine_code_without_cfi() {
+    check_rust(false);
+}
+
+/// gcc `.su` lines: `file:line:col:name<TAB>size<TAB>qualifier`.
+fn parse_su(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            let loc = parts.next()?;
+            let size = parts.next()?.parse().ok()?;
+            let name = loc.rsplit(':').next()?.to_string();
+            Some((name, size))
+        })
+        .collect()
+}
+
+fn check_c(unwind: bool) {
+    let variant = if unwind { "cfi" } else { "nocfi" };
+    let dir = tmp(&format!("c-{variant}"));
+    let obj = dir.join("frames.o");
+    let mut c = Command::new("gcc");
+    c.args([
+        "-O2",
+        "-mno-red-zone",
+        "-fstack-usage",
+        "-ffreestanding",
+        "-fno-stack-protector",
+        "-fno-pie",
+        "-fcf-protection=none",
+    ]);
+    if unwind {
+        c.arg("-g");
+    } else {
+        // No -g either: gcc would emit .debug_frame instead.
+        c.args([
+            "-g0",
+            "-fno-asynchronous-unwind-tables",
+            "-fno-unwind-tables",
+        ]);
+    }
+    c.arg("-c")
+        .arg(fixtures().join("c/frames.c"))
+        .arg("-o")
+        .arg(&obj);
+    run(&mut c);
+    let exe = dir.join("frames");
+    gcc_link(&[obj], &exe, &[]);
+    let su =
+        parse_su(&std::fs::read_to_string(dir.join("frames.su")).expect("gcc wrote frames.su"));
+    assert!(su.len() >= 10, "{su:?}");
+    let data = std::fs::read(&exe).unwrap();
+    let a = analysis::analyze_image(&data, &Config::default(), "main", true).unwrap();
+    for (name, &size) in &su {
+        let fi = a
+            .img
+            .lookup(name)
+            .unwrap_or_else(|| panic!("{name} not in ELF"));
+        assert_eq!(
+            a.bounds.frames[fi].as_ref().ok(),
+            Some(&size),
+            "{name} ({variant})"
+        );
+        let code = a.graph.funcs[fi].code_frame.clone().unwrap();
+        assert_eq!(
+            code.ok(),
+            Some(size),
+            "machine code size of {name} ({variant})"
+        );
+        let want_src = if unwind {
+            FrameSource::Cfi
+        } else {
+            FrameSource::Code
+        };
+        assert_eq!(a.bounds.sources[fi], want_src, "{name}");
+    }
+}
+
+#[test]
+fn c_stack_usage_matches_cfi() {
+    check_c(true);
+}
+
+#[test]
+fn c_stack_usage_matches_machine_code_without_cfi() {
+    check_c(false);
+}
+
+// ---- (c) hand-built call graphs ----
+
+fn bound_of(elf: &Path, cfg_text: &str) -> analysis::EntryReport {
+    let cfg = Config::parse(cfg_text, "test").unwrap();
+    let mut paths = BTreeMap::new();
+    paths.insert("main".to_string(), elf.to_path_buf());
+    let r = analysis::run(&cfg, &paths).unwrap();
+    assert_eq!(r.entries.len(), 1);
+    r.entries[0].clone()
+}
+
+fn entry_cfg(symbol: &str, extra: &str) -> String {
+    format!(
+        "[[entry]]\nname = \"e\"\nsymbol = \"{symbol}\"\nstack = \"s\"\nbudget = 100000\n{extra}"
+    )
+}
+
+#[test]
+fn graph_tail_calls_and_fallthrough() {
+    let elf = graph_fixture("tail");
+    let e = bound_of(&elf, &entry_cfg("ta_entry", ""));
+    assert_eq!(e.status, Status::Ok);
+    assert_eq!(e.bound, Some(128));
+    let names: Vec<&str> = e.worst_path.iter().map(|s| s.function.as_str()).collect();
+    assert_eq!(names, ["ta_entry", "ta_mid", "ta_big", "ta_next"]);
+    assert_eq!(e.worst_path[1].kind.as_deref(), Some("tail"));
+    assert_eq!(e.worst_path[2].kind.as_deref(), Some("fallthrough"));
+}
+
+#[test]
+fn graph_got_calls_and_large_move() {
+    let elf = graph_fixture("got");
+    let cfg = Config::parse(&entry_cfg("gb_entry", ""), "test").unwrap();
+    let mut paths = BTreeMap::new();
+    paths.insert("main".to_string(), elf.clone());
+    let r = analysis::run(&cfg, &paths).unwrap();
+    let e = &r.entries[0];
+    assert_eq!(e.bound, Some(224));
+    assert_eq!(
+        e.worst_path[0].resolution.as_deref(),
+        Some("slot"),
+        "call must go through the GOT"
+    );
+    assert_eq!(e.worst_path[1].function, "gb_leaf");
+    // memcpy(4096) is reported with its source line; memset(100) is below the threshold.
+    assert_eq!(r.large_moves.len(), 1, "{:?}", r.large_moves);
+    let m = &r.large_moves[0];
+    assert_eq!(
+        (m.callee.as_str(), m.size, m.function.as_str()),
+        ("memcpy", 4096, "gb_copy")
+    );
+    assert!(
+        m.file.as_deref().is_some_and(|f| f.ends_with("got.S")),
+        "{m:?}"
+    );
+    assert!(m.line.is_some_and(|l| l > 0));
+    // A lower threshold also reports the memset.
+    let cfg2 = Config::parse(
+        &format!(
+            "[thresholds]\nlarge_move = 64\n{}",
+            entry_cfg("gb_entry", "")
+        ),
+        "t",
+    )
+    .unwrap();
+    let r2 = analysis::run(&cfg2, &paths).unwrap();
+    assert_eq!(r2.large_moves.len(), 2);
+}
+
+#[test]
+fn graph_recursion_needs_annotation() {
+    let elf = graph_fixture("recursion");
+    let e = bound_of(&elf, &entry_cfg("rc_entry", ""));
+    assert_eq!(e.status, Status::Unbounded);
+    assert!(
+        e.issues
+            .iter()
+            .any(|i| i.kind == "recursion" && i.function == "rc_rec"),
+        "{:?}",
+        e.issues
+    );
+    let e = bound_of(
+        &elf,
+        &format!(
+            "{}\n[[recursion]]\nfunctions = [\"rc_rec\"]\nmax_depth = 10\n",
+            entry_cfg("rc_entry", "")
+        ),
+    );
+    assert_eq!(e.status, Status::Ok);
+    assert_eq!(e.bound, Some(568));
+    let e = bound_of(
+        &elf,
+        &format!(
+            "{}\n[[recursion]]\nfunctions = [\"rc_*\"]\nmax_depth = 1\n",
+            entry_cfg("rc_entry", "")
+        ),
+    );
+    assert_eq!(e.bound, Some(16 + 120));
+}
+
+#[test]
+fn graph_indirect_calls() {
+    let elf = graph_fixture("indirect");
+    let with = |analysis: &str, extra: &str| {
+        bound_of(
+            &elf,
+            &format!(
+                "[analysis]\n{analysis}\n{}\n{extra}",
+                entry_cfg("id_entry", "")
+            ),
+        )
+    };
+    let e = with("indirect = \"none\"", "");
+    assert_eq!(e.status, Status::Unbounded);
+    let sites: Vec<&str> = e
+        .issues
+        .iter()
+        .filter(|i| i.kind == "unresolved-indirect")
+        .map(|i| i.function.as_str())
+        .collect();
+    assert_eq!(sites, ["id_entry", "id_vcall"]);
+    assert_eq!(with("indirect = \"address-taken\"", "").bound, Some(128));
+    assert_eq!(with("indirect = \"vtable\"", "").bound, Some(120));
+    let ann = "[[indirect]]\ncaller = \"id_entry\"\ntargets = [\"id_a\"]\n";
+    assert_eq!(with("indirect = \"vtable\"", ann).bound, Some(80));
+    let ann2 =
+        format!("{ann}[[indirect]]\ncaller = \"id_vcall\"\noffset = 0\ntargets = [\"id_v1\"]\n");
+    assert_eq!(with("indirect = \"none\"", &ann2).bound, Some(16 + 8 + 40));
+    // An annotation at the wrong offset does not cover the site.
+    let ann3 =
+        format!("{ann}[[indirect]]\ncaller = \"id_vcall\"\noffset = 1\ntargets = [\"id_v1\"]\n");
+    assert_eq!(with("indirect = \"none\"", &ann3).status, Status::Unbounded);
+}
+
+#[test]
+fn graph_unsized_asm_needs_annotation() {
+    let elf = graph_fixture("unsized");
+    let e = bound_of(&elf, &entry_cfg("un_entry", ""));
+    assert_eq!(e.status, Status::Unbounded);
+    assert!(
+        e.issues
+            .iter()
+            .any(|i| i.kind == "unknown-frame" && i.function == "un_dyn")
+    );
+    let e = bound_of(
+        &elf,
+        &format!(
+            "{}\n[[frame]]\nsymbol = \"un_dyn\"\nsize = 4104\n",
+            entry_cfg("un_entry", "")
+        ),
+    );
+    assert_eq!(e.bound, Some(4120));
+}
+
+#[test]
+fn entry_bytes_nesting_and_budget() {
+    let elf = graph_fixture("tail");
+    // An interrupt handler (cpu_pushed 48 instead of the return address)
+    // nested on a task entry's stack.
+    let cfg = r#"
+[stacks.task]
+size = 4096
+[[entry]]
+name = "task"
+symbol = "ta_entry"
+stack = "task"
+budget = 4096
+nested = ["irq"]
+[[entry]]
+name = "irq"
+symbol = "ta_leaf"
+stack = "task"
+budget = 100
+cpu_pushed = 48
+"#;
+    let cfgp = Config::parse(cfg, "t").unwrap();
+    let mut paths = BTreeMap::new();
+    paths.insert("main".to_string(), elf.clone());
+    let r = analysis::run(&cfgp, &paths).unwrap();
+    let task = r.entries.iter().find(|e| e.name == "task").unwrap();
+    let irq = r.entries.iter().find(|e| e.name == "irq").unwrap();
+    assert_eq!(irq.bound, Some(48 - 8 + 48));
+    assert_eq!(task.own_bound, Some(128));
+    assert_eq!(task.bound, Some(128 + 88));
+    assert_eq!(task.headroom, Some(4096 - 216));
+    assert!(r.ok);
+    // Budget exceeded.
+    let r = analysis::run(
+        &Config::parse(&cfg.replace("budget = 4096", "budget = 200"), "t").unwrap(),
+        &paths,
+    )
+    .unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.entries[0].status, Status::OverBudget);
+}
