@@ -43,7 +43,7 @@ export KERNEL_ELF STAGE2_ELF IGVM
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all setup kernel host-tools igvm run test test-host test-qemu stage2-size \
+.PHONY: check-nostd all setup kernel host-tools igvm run test test-host test-qemu stage2-size \
         clippy fmt fmt-check check-stable bench clean
 
 all: igvm
@@ -112,12 +112,17 @@ FRAGMENT_BENCHES :=
 -include guards/guards.mk unwinder/unwinder.mk stackcheck/stackcheck.mk igvm-build/igvm-build.mk
 
 
+## The library crates must also build no_std for the kernel target.
+check-nostd:
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs --target $(TARGET)
+
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
-	$(MAKE) --no-print-directory igvm stage2-size
+	$(MAKE) --no-print-directory igvm stage2-size check-nostd
 	$(MAKE) --no-print-directory test-host
+	$(MAKE) --no-print-directory cfi-coverage
 	$(MAKE) --no-print-directory test-qemu
-	$(MAKE) --no-print-directory $(FRAGMENT_TESTS)
+	$(if $(FRAGMENT_TESTS),$(MAKE) --no-print-directory $(FRAGMENT_TESTS))
 	@echo "make test: all passed"
 
 bench: $(FRAGMENT_BENCHES)
