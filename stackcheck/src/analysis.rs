@@ -330,7 +330,10 @@ fn image_report(
         };
         let entry_bytes = e.cpu_pushed.unwrap_or(8);
         let raw = b.bound[fi];
-        let value = raw.map(|v| v.saturating_sub(8).saturating_add(entry_bytes));
+        let value = raw.map(|v| {
+            v.saturating_sub(b.entry_depth[fi])
+                .saturating_add(entry_bytes)
+        });
         let issues = if raw.is_none() {
             let mut v: Vec<Issue> = bound::reachable(b, fi)
                 .into_iter()
@@ -499,11 +502,7 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
             let exit_cost = match b.best[exit_member] {
                 Some(ei) => {
                     let e = &b.edges[exit_member][ei];
-                    let callee = b.bound[e.to].unwrap_or(0);
-                    match e.kind {
-                        SiteKind::Call => e.depth.saturating_add(callee),
-                        _ => e.depth.saturating_sub(8).saturating_add(callee),
-                    }
+                    bound::cost(e, b.bound[e.to].unwrap_or(0), b.entry_depth[e.to])
                 }
                 None => b.frames[exit_member].as_ref().copied().unwrap_or(0),
             };
@@ -519,11 +518,7 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
             if let Some(last) = steps.last_mut() {
                 fill_site(last, e);
             }
-            at_entry = at_entry.saturating_add(if e.kind == SiteKind::Call {
-                e.depth
-            } else {
-                e.depth.saturating_sub(8)
-            });
+            at_entry = advance(at_entry, b.entry_depth[cur], e);
             cur = e.to;
             continue;
         }
@@ -534,14 +529,20 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
         let e = &b.edges[cur][ei];
         fill_site(&mut step, e);
         steps.push(step);
-        at_entry = at_entry.saturating_add(if e.kind == SiteKind::Call {
-            e.depth
-        } else {
-            e.depth.saturating_sub(8)
-        });
+        at_entry = advance(at_entry, b.entry_depth[cur], e);
         cur = e.to;
     }
     steps
+}
+
+/// Stack in use at the callee's first instruction: the caller's CFA origin
+/// plus its depth at the site plus the return address of a call.
+fn advance(at_entry: u64, caller_entry_depth: u64, e: &bound::Edge) -> u64 {
+    let pushed = if e.kind == SiteKind::Call { 8 } else { 0 };
+    at_entry
+        .saturating_sub(caller_entry_depth)
+        .saturating_add(e.depth)
+        .saturating_add(pushed)
 }
 
 fn fill_site(step: &mut PathStep, e: &bound::Edge) {

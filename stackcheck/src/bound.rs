@@ -64,6 +64,8 @@ pub struct Bounds {
     pub recursion: Vec<Option<(u64, usize)>>,
     pub indirect: IndirectStats,
     pub scc_of: Vec<usize>,
+    /// Stack depth at each node's first instruction (see `FuncInfo::entry_depth`).
+    pub entry_depth: Vec<u64>,
 }
 
 fn matches(img: &Image<'_>, fi: usize, pat: &str) -> bool {
@@ -73,11 +75,15 @@ fn matches(img: &Image<'_>, fi: usize, pat: &str) -> bool {
         || f.aliases.iter().any(|a| glob_match(pat, a))
 }
 
-fn cost(e: &Edge, callee: u64) -> u64 {
-    match e.kind {
-        SiteKind::Call => e.depth.saturating_add(callee),
-        SiteKind::Tail | SiteKind::Fallthrough => e.depth.saturating_sub(8).saturating_add(callee),
-    }
+/// Stack from the caller's CFA to the deepest point of the callee: the
+/// caller's depth at the site, plus the return address for a call, minus
+/// what the callee's own depth already counts at its entry, plus the callee.
+pub fn cost(e: &Edge, callee: u64, callee_entry: u64) -> u64 {
+    let pushed = if e.kind == SiteKind::Call { 8 } else { 0 };
+    e.depth
+        .saturating_add(pushed)
+        .saturating_sub(callee_entry)
+        .saturating_add(callee)
 }
 
 pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bounds {
@@ -114,6 +120,15 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
     let mut issues: Vec<Vec<Issue>> = vec![Vec::new(); n];
     let mut names: Vec<String> = img.functions.iter().map(|f| f.demangled.clone()).collect();
     let mut addrs: Vec<u64> = img.functions.iter().map(|f| f.addr).collect();
+    let mut entry_depth: Vec<u64> = (0..n)
+        .map(|i| {
+            if sources[i] == FrameSource::Config {
+                8
+            } else {
+                g.funcs[i].entry_depth
+            }
+        })
+        .collect();
     // Dispatch pseudo-nodes: one for "any address-taken function", one per
     // vtable slot offset. Indirect sites get one edge to the pseudo-node,
     // which fans out to the candidates at no stack cost.
@@ -130,6 +145,7 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
         let id = names.len();
         names.push(label);
         addrs.push(0);
+        entry_depth.push(8);
         edges.push(
             targets
                 .iter()
@@ -309,7 +325,15 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
         let recursive = members.len() > 1 || edges[members[0]].iter().any(|e| e.to == members[0]);
         if !recursive {
             let fi = members[0];
-            bound[fi] = single_bound(fi, &frames, &edges, &issues, &bound, &mut best);
+            bound[fi] = single_bound(
+                fi,
+                &frames,
+                &edges,
+                &issues,
+                &bound,
+                &entry_depth,
+                &mut best,
+            );
             continue;
         }
         let nf = img.functions.len();
@@ -350,11 +374,11 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
             }
             for (ei, e) in edges[m].iter().enumerate() {
                 if scc_of[e.to] == si {
-                    step = step.max(cost(e, 0));
+                    step = step.max(cost(e, 0, entry_depth[e.to]));
                 } else {
                     match bound[e.to] {
                         Some(b) => {
-                            let c = cost(e, b);
+                            let c = cost(e, b, entry_depth[e.to]);
                             if c > exit {
                                 exit = c;
                                 exit_best = Some((m, Some(ei)));
@@ -392,6 +416,7 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
         recursion,
         indirect: stats,
         scc_of,
+        entry_depth,
     }
 }
 
@@ -401,6 +426,7 @@ fn single_bound(
     edges: &[Vec<Edge>],
     issues: &[Vec<Issue>],
     bound: &[Option<u64>],
+    entry_depth: &[u64],
     best: &mut [Option<usize>],
 ) -> Option<u64> {
     if !issues[fi].is_empty() {
@@ -409,7 +435,7 @@ fn single_bound(
     let mut b = *frames[fi].as_ref().ok()?;
     let mut arg = None;
     for (ei, e) in edges[fi].iter().enumerate() {
-        let c = cost(e, bound[e.to]?);
+        let c = cost(e, bound[e.to]?, entry_depth[e.to]);
         if c > b {
             b = c;
             arg = Some(ei);

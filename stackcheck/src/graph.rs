@@ -74,6 +74,9 @@ pub struct FuncInfo {
     pub code_frame: Option<Result<u64, String>>,
     pub sites: Vec<Site>,
     pub invalid_at: Option<u64>,
+    /// Bytes on the stack at the first instruction per the CFI (8 for a
+    /// called function; 40/48 for an interrupt entry with signal-frame CFI).
+    pub entry_depth: u64,
 }
 
 /// A memcpy/memmove/memset call with a constant size.
@@ -294,12 +297,17 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
             }
         }
         let code_frame = minfo.map(|m| m.frame);
+        let entry_depth = fde
+            .filter(|d| d.start == f.addr && !d.not_rsp_based)
+            .and_then(|d| d.rows.first().and_then(|r| r.2))
+            .unwrap_or(8);
         funcs.push(FuncInfo {
             frame,
             source,
             code_frame,
             sites,
             invalid_at,
+            entry_depth,
         });
     }
 

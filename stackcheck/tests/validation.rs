@@ -411,3 +411,18 @@ cpu_pushed = 48
     assert!(!r.ok);
     assert_eq!(r.entries[0].status, Status::OverBudget);
 }
+
+#[test]
+fn graph_exception_entry_with_signal_frame_cfi() {
+    let elf = graph_fixture("exc");
+    // On an IST stack: exactly the CPU frame (48 with error code).
+    let e = bound_of(&elf, &entry_cfg("ex_stub14", "cpu_pushed = 48"));
+    assert_eq!(e.bound, Some(200));
+    let names: Vec<&str> = e.worst_path.iter().map(|s| s.function.as_str()).collect();
+    assert_eq!(names, ["ex_stub14", "ex_common", "ex_dispatch"]);
+    assert_eq!(e.worst_path[1].stack_at_entry, 56);
+    assert_eq!(e.worst_path[2].stack_at_entry, 184);
+    // On an interrupted stack: up to 8 bytes of alignment before the frame.
+    let e = bound_of(&elf, &entry_cfg("ex_stub14", "cpu_pushed = 56"));
+    assert_eq!(e.bound, Some(208));
+}
