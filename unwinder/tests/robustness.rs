@@ -333,3 +333,33 @@ fn malformed_host_cfi() {
     let stops = fuzz_sections(&base, 300, 0x5eed, pristine.pc_range());
     assert!(stops.contains(&StopReason::BadCfi), "{stops:?}");
 }
+
+/// Writes seed inputs for the cargo-fuzz target (see unwinder/fuzz):
+/// `SVSM_FUZZ_SEEDS=<dir> cargo test -p svsm-unwinder --test robustness -- --ignored`.
+#[test]
+#[ignore = "tool: writes cargo-fuzz seed inputs"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("SVSM_FUZZ_SEEDS") else {
+        return;
+    };
+    let blob = build(&synth_funcs());
+    let mut rng = Rng(42);
+    for n in 0..16 {
+        let mut d = Vec::new();
+        d.extend_from_slice(&(blob.eh_frame_hdr.len() as u16).to_le_bytes());
+        d.extend_from_slice(&(blob.eh_frame.len() as u16).to_le_bytes());
+        let regs = [0x4020, 0x8000 + 8 * rng.below(16), 0x8100, 1, 2, 3, 4, 5];
+        for r in regs {
+            d.extend_from_slice(&u64::to_le_bytes(r));
+        }
+        d.extend_from_slice(&blob.eh_frame_hdr);
+        d.extend_from_slice(&blob.eh_frame);
+        for _ in 0..32 {
+            let v = [0x1050, 0x2010, 0x3010, 0x4010, 0x8000 + 8 * rng.below(32)]
+                [rng.below(5) as usize];
+            d.extend_from_slice(&u64::to_le_bytes(v));
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("seed{n}")), d).unwrap();
+    }
+}
