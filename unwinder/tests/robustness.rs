@@ -355,8 +355,8 @@ fn write_fuzz_seeds() {
         d.extend_from_slice(&blob.eh_frame_hdr);
         d.extend_from_slice(&blob.eh_frame);
         for _ in 0..32 {
-            let v = [0x1050, 0x2010, 0x3010, 0x4010, 0x8000 + 8 * rng.below(32)]
-                [rng.below(5) as usize];
+            let v =
+                [0x1050, 0x2010, 0x3010, 0x4010, 0x8000 + 8 * rng.below(32)][rng.below(5) as usize];
             d.extend_from_slice(&u64::to_le_bytes(v));
         }
         std::fs::create_dir_all(&dir).unwrap();
