@@ -41,7 +41,8 @@ impl Memory for Stack<'_> {
 }
 
 fn u16_at(d: &[u8], i: usize) -> usize {
-    d.get(i..i + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    d.get(i..i + 2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -60,8 +61,12 @@ fuzz_target!(|data: &[u8]| {
         r15: r(7),
     };
     let rest = &data[68..];
-    let Some(hdr) = rest.get(..hdr_len) else { return };
-    let Some(eh) = rest.get(hdr_len..hdr_len + eh_len) else { return };
+    let Some(hdr) = rest.get(..hdr_len) else {
+        return;
+    };
+    let Some(eh) = rest.get(hdr_len..hdr_len + eh_len) else {
+        return;
+    };
     let stack = &rest[hdr_len + eh_len..];
     let Ok(module) = Module::new(CfiSections {
         eh_frame_hdr: hdr,
@@ -72,7 +77,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (lo, hi) = module.pc_range();
-    let _ = coverage(&module, lo, hi.min(lo.saturating_add(1 << 20)), None, |_, _, _| {});
+    let _ = coverage(
+        &module,
+        lo,
+        hi.min(lo.saturating_add(1 << 20)),
+        None,
+        |_, _, _| {},
+    );
     let modules = [module];
     let mem = Stack {
         bytes: stack,
