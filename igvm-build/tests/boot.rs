@@ -360,3 +360,16 @@ fn in_kernel_backtrace_timing_is_reported() {
     assert_eq!(l.len(), 1, "{}", out.serial);
     println!("{}", l[0]);
 }
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn fault_during_page_fault_delivery_is_reported_through_double_fault() {
+    let out = expect_guard_report("test=double-fault", "OVERFLOW", "ist-pf:cpu0-pf", "-");
+    assert!(out.serial.contains("past-limit=8 bytes"), "{}", out.serial);
+    assert!(
+        out.serial
+            .contains("detected by vector=8 (#DF double fault)"),
+        "{}",
+        out.serial
+    );
+}

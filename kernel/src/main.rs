@@ -59,6 +59,16 @@ static BSP_TABLES: TablesCell = TablesCell(core::cell::UnsafeCell::new((
     unsafe_zeroed_tss(),
 )));
 
+/// Points IST slot `slot` (1-based) of CPU 0 at `top`; returns the old value.
+pub fn set_ist(slot: u8, top: u64) -> u64 {
+    // SAFETY: single CPU; the TSS is only read by the CPU at exception entry,
+    // and a u64 store into it is atomic with respect to that.
+    let (_, tss) = unsafe { &mut *BSP_TABLES.0.get() };
+    let old = tss.ist[slot as usize - 1];
+    tss.ist[slot as usize - 1] = top;
+    old
+}
+
 const fn unsafe_zeroed_tss() -> Tss {
     // SAFETY: an all-zero TSS is a valid (empty) TSS.
     unsafe { core::mem::zeroed() }

@@ -88,6 +88,11 @@ const CASES: &[Case] = &[
         run: underflow,
     },
     Case {
+        name: "double-fault",
+        on: RunsOn::Task,
+        run: pf_delivery_fails,
+    },
+    Case {
         name: "backtrace-panic",
         on: RunsOn::Task,
         run: backtrace_panic,
@@ -372,4 +377,20 @@ fn backtrace_bench() -> Result<(), &'static str> {
         return Err("fewer than 32 frames walked");
     }
     Ok(())
+}
+
+/// Makes the CPU's own #PF delivery hit the guard below the page-fault IST
+/// stack: the #PF cannot be delivered, the CPU raises #DF on its own IST
+/// stack, and the double-fault path reports the overflow.
+fn pf_delivery_fails() -> Result<(), &'static str> {
+    let pf_bottom = crate::stacks::REGISTRY
+        .lock()
+        .iter()
+        .find(|(_, i)| i.kind == svsm_guards::StackKind::Ist(svsm_guards::IstKind::PageFault))
+        .map(|(_, i)| i.range.bottom)
+        .ok_or("no page-fault IST stack")?;
+    crate::set_ist(crate::cpu::gdt::IST_PAGE_FAULT, pf_bottom);
+    // SAFETY: reads an unmapped address on purpose to raise #PF.
+    unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
+    Err("page fault was delivered")
 }

@@ -107,28 +107,37 @@ svsm_exc_common:
     .cfi_offset rsp, -16
     push rax
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rax, 0
     push rbx
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbx, 0
     push rcx
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rcx, 0
     push rdx
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rdx, 0
     push rsi
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rsi, 0
     push rdi
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset rdi, 0
     push rbp
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset rbp, 0
     push r8
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r8, 0
     push r9
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r9, 0
     push r10
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r10, 0
     push r11
     .cfi_adjust_cfa_offset 8
+    .cfi_rel_offset r11, 0
     push r12
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r12, 0
