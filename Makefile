@@ -125,6 +125,9 @@ test: setup
 	$(if $(FRAGMENT_TESTS),$(MAKE) --no-print-directory $(FRAGMENT_TESTS))
 	@echo "make test: all passed"
 
+FRAGMENT_BENCHES += bench-unwinder bench-guards
+
+## bench: every benchmark; each prints medians and never asserts.
 bench: $(FRAGMENT_BENCHES)
 
 clean:
