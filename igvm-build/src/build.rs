@@ -103,7 +103,7 @@ fn access(p: elf::Perms) -> Access {
 }
 
 /// Guest memory contents, page by page.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Pages(pub BTreeMap<u64, Vec<u8>>);
 
 impl Pages {
@@ -151,6 +151,7 @@ fn place_segments(
 }
 
 /// Everything that goes into the IGVM file, before serialization.
+#[derive(Debug)]
 pub struct Image {
     pub layout: Layout,
     pub pages: Pages,
@@ -419,4 +420,224 @@ pub fn info(a: &InfoArgs) -> Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::{FuncSymbol, Perms, Segment};
+    use crate::paging::{NO_EXECUTE, WRITABLE};
+
+    const RX: Perms = Perms {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    const R: Perms = Perms {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    const RW: Perms = Perms {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    fn seg(vaddr: u64, len: u64, perms: Perms) -> Segment {
+        Segment {
+            vaddr,
+            memsz: len,
+            data: vec![0xcc; (len / 2) as usize],
+            perms,
+        }
+    }
+
+    fn stage2() -> ElfImage {
+        ElfImage {
+            entry: STAGE2_BASE,
+            segments: vec![
+                seg(STAGE2_BASE, 0x800, RX),
+                seg(STAGE2_BASE + 0x1000, 0x100, R),
+            ],
+            functions: vec![],
+            build_id: None,
+        }
+    }
+
+    fn kernel() -> ElfImage {
+        ElfImage {
+            entry: KERNEL_VIRT_BASE,
+            segments: vec![
+                seg(KERNEL_VIRT_BASE, 0x3000, RX),
+                seg(KERNEL_VIRT_BASE + 0x3000, 0x1000, R),
+                seg(KERNEL_VIRT_BASE + 0x4000, 0x2800, RW),
+            ],
+            functions: vec![FuncSymbol {
+                addr: KERNEL_VIRT_BASE,
+                size: 16,
+                name: "_ZN4core3fmt5write17h0123456789abcdefE".into(),
+            }],
+            build_id: Some(vec![0xab; 20]),
+        }
+    }
+
+    fn translate(img: &Image, va: u64) -> Option<(u64, u64)> {
+        // Walk the page tables from the guest memory image itself.
+        let read = |pa: u64| -> u64 {
+            let page = img
+                .pages
+                .0
+                .get(&align_down(pa, PAGE_SIZE))
+                .expect("table page present");
+            let off = (pa % PAGE_SIZE) as usize;
+            u64::from_le_bytes(page[off..off + 8].try_into().unwrap())
+        };
+        let mut table = img.boot_info.page_table_root;
+        for level in (0..4u32).rev() {
+            let e = read(table + ((va >> (12 + 9 * level)) & 0x1ff) * 8);
+            if e & 1 == 0 {
+                return None;
+            }
+            if level == 0 || e & (1 << 7) != 0 {
+                let size = 1u64 << (12 + 9 * level);
+                let base = e & crate::paging::ADDR_MASK & !(size - 1);
+                return Some((base + (va & (size - 1)), e & !crate::paging::ADDR_MASK));
+            }
+            table = e & crate::paging::ADDR_MASK;
+        }
+        None
+    }
+
+    #[test]
+    fn plan_orders_regions() {
+        let l = plan(&kernel(), 5000).unwrap();
+        assert_eq!(l.page_table_start, KERNEL_REGION_START);
+        assert_eq!(
+            l.kernel_image_phys,
+            KERNEL_REGION_START + PAGE_TABLE_POOL_PAGES as u64 * PAGE_SIZE
+        );
+        assert_eq!(l.kernel_image_size, 0x7000);
+        assert_eq!(l.symtab_phys, l.kernel_image_phys + 0x7000);
+        assert_eq!(l.symtab_size, 0x2000);
+        assert_eq!(l.symtab_virt, KERNEL_VIRT_BASE + 0x8000);
+        assert_eq!(l.boot_stack_phys, l.symtab_phys + 0x2000);
+        assert_eq!(
+            l.free_phys_start,
+            l.boot_stack_phys + svsm_guards::BOOT_STACK_SIZE
+        );
+    }
+
+    #[test]
+    fn plan_rejects_bad_kernels() {
+        let mut low = kernel();
+        low.segments[0].vaddr = 0x40_0000;
+        assert!(
+            plan(&low, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("below the kernel base")
+        );
+        let mut huge = kernel();
+        huge.segments[2].memsz = KERNEL_REGION_END - KERNEL_REGION_START;
+        assert!(
+            plan(&huge, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn assembled_image_has_the_documented_mappings() {
+        let img = assemble(&stage2(), &kernel()).unwrap();
+        let bi = &img.boot_info;
+        bi.validate().unwrap();
+        assert_eq!(bi.build_id(), &[0xab; 20]);
+        // Kernel permissions: text RX, rodata R+NX, data RW+NX, backed by the image.
+        let (pa, f) = translate(&img, KERNEL_VIRT_BASE + 0x10).unwrap();
+        assert_eq!(pa, img.layout.kernel_image_phys + 0x10);
+        assert!(f & WRITABLE == 0 && f & NO_EXECUTE == 0);
+        let (_, f) = translate(&img, KERNEL_VIRT_BASE + 0x3000).unwrap();
+        assert!(f & WRITABLE == 0 && f & NO_EXECUTE != 0);
+        let (_, f) = translate(&img, KERNEL_VIRT_BASE + 0x6000).unwrap();
+        assert!(f & WRITABLE != 0 && f & NO_EXECUTE != 0);
+        assert!(
+            translate(&img, KERNEL_VIRT_BASE + 0x7000).is_none(),
+            "gap before the symbol table"
+        );
+        assert!(translate(&img, img.layout.symtab_virt).unwrap().1 & WRITABLE == 0);
+        // Boot stack mapped RW+NX, its guards not.
+        let (_, f) = translate(&img, svsm_guards::BOOT_STACK_BOTTOM).unwrap();
+        assert!(f & WRITABLE != 0 && f & NO_EXECUTE != 0);
+        assert!(translate(&img, svsm_guards::BOOT_STACK_BOTTOM - 1).is_none());
+        assert!(translate(&img, svsm_guards::BOOT_STACK_TOP).is_none());
+        // stage2: stack with unmapped guards, page 0 unmapped, code executable.
+        assert!(translate(&img, STAGE2_STACK_BOTTOM).is_some());
+        assert!(translate(&img, STAGE2_STACK_BOTTOM - 1).is_none());
+        assert!(translate(&img, STAGE2_STACK_TOP).is_none());
+        assert!(translate(&img, 0).is_none());
+        assert_eq!(translate(&img, STAGE2_BASE).unwrap().1 & NO_EXECUTE, 0);
+        assert_ne!(translate(&img, BOOT_INFO_GPA).unwrap().1 & NO_EXECUTE, 0);
+        // The reset ROM window is identity mapped and executable; the rest NX.
+        let (pa, f) = translate(&img, 0xffff_fff0).unwrap();
+        assert_eq!(pa, 0xffff_fff0);
+        assert_eq!(f & NO_EXECUTE, 0);
+        assert_ne!(translate(&img, 0x4000_0000).unwrap().1 & NO_EXECUTE, 0);
+        // Direct map.
+        assert_eq!(
+            translate(&img, DIRECT_MAP_BASE + 0x1234_5678).unwrap().0,
+            0x1234_5678
+        );
+        // Boot stack painted, symbol table demangled.
+        let page = &img.pages.0[&img.layout.boot_stack_phys];
+        assert_eq!(
+            u64::from_le_bytes(page[..8].try_into().unwrap()),
+            svsm_guards::PAINT_PATTERN
+        );
+        let st = &img.pages.0[&img.layout.symtab_phys];
+        let tab = svsm_bootdefs::symtab::SymTab::parse(&st[..bi.symtab_size as usize]).unwrap();
+        assert_eq!(
+            tab.lookup(KERNEL_VIRT_BASE + 4),
+            Some(("core::fmt::write", 4))
+        );
+        // VP context.
+        assert_eq!(img.vp_context.rip, STAGE2_BASE);
+        assert_eq!(img.vp_context.rsp, STAGE2_STACK_TOP);
+        assert_eq!(img.vp_context.cr3, bi.page_table_root);
+        // And it serializes into a valid IGVM file that parses back.
+        let mut out = Vec::new();
+        to_igvm(&img).unwrap().serialize(&mut out).unwrap();
+        let back = IgvmFile::new_from_binary(&out, None).unwrap();
+        assert_eq!(back.platforms().len(), 1);
+    }
+
+    #[test]
+    fn stage2_constraints_are_enforced() {
+        let mut big = stage2();
+        big.segments[1].memsz = STAGE2_MAX_SIZE;
+        assert!(
+            assemble(&big, &kernel())
+                .unwrap_err()
+                .to_string()
+                .contains("over its")
+        );
+        let mut w = stage2();
+        w.segments[1].perms = RW;
+        assert!(
+            assemble(&w, &kernel())
+                .unwrap_err()
+                .to_string()
+                .contains("writable")
+        );
+        let mut moved = stage2();
+        moved.segments[0].vaddr += 0x1000;
+        moved.segments[1].vaddr += 0x1000;
+        assert!(
+            assemble(&moved, &kernel())
+                .unwrap_err()
+                .to_string()
+                .contains("must be linked at")
+        );
+    }
 }
