@@ -10,8 +10,9 @@
 //!   `unsafe` and never dereferences an address itself;
 //! - it stops (see [`StopReason`]) on an undefined return address (the
 //!   outermost frame, marked with `.cfi_undefined rip`), a PC without an
-//!   FDE, a CFA that does not advance, a loop, a refused read, malformed CFI,
-//!   or the caller's frame limit;
+//!   FDE, a CFA that does not advance (unless [`Memory::stack_id`] says the
+//!   caller is on another stack), a loop, a refused read, malformed CFI, or
+//!   the caller's frame limit;
 //! - the gimli unwind context lives in a fixed-size [`UnwindState`]; nothing
 //!   on the unwinding path allocates.
 //!
@@ -33,13 +34,16 @@ mod format;
 
 pub use coverage::{Coverage, coverage, is_padding};
 pub use format::{BacktraceWriter, write_backtrace};
+/// DWARF register numbers for [`Regs::get`] and [`Frame::get`]
+/// (e.g. `X86_64::R11`).
+pub use gimli::{Register, X86_64};
 
 use core::fmt;
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, Evaluation,
     EvaluationResult, EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr,
-    Piece, ReaderOffset, Register, RegisterRule, UnwindContext, UnwindContextStorage,
-    UnwindSection, UnwindTableRow, Value, X86_64,
+    Piece, ReaderOffset, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection,
+    UnwindTableRow, Value,
 };
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
@@ -102,7 +106,13 @@ impl fmt::Debug for UnwindState {
 }
 
 /// The registers the unwinder tracks: the return address / instruction
-/// pointer, the stack pointer and the SysV callee-saved registers.
+/// pointer and all 16 general-purpose registers.
+///
+/// Which of them are known is tracked separately (a validity mask, see
+/// [`Frame::valid`] and [`Walk::with_all_registers_valid`]): a walk started
+/// with [`Walk::new`] trusts only rip, rsp and the SysV callee-saved
+/// registers (rbx, rbp, r12–r15), which is what [`capture_regs!`] fills in.
+/// Build values with `Regs { rip, rsp, ..Default::default() }`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Regs {
     pub rip: u64,
@@ -113,22 +123,24 @@ pub struct Regs {
     pub r13: u64,
     pub r14: u64,
     pub r15: u64,
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
 }
 
 impl Regs {
-    /// The value of a DWARF register, if it is one we track.
+    /// The value of a DWARF register (rip as the return-address column, or
+    /// any general-purpose register), `None` for other registers. This does
+    /// not say whether the value is known; see [`Frame::get`].
     pub fn get(&self, reg: Register) -> Option<u64> {
-        Some(match reg {
-            X86_64::RA => self.rip,
-            X86_64::RSP => self.rsp,
-            X86_64::RBP => self.rbp,
-            X86_64::RBX => self.rbx,
-            X86_64::R12 => self.r12,
-            X86_64::R13 => self.r13,
-            X86_64::R14 => self.r14,
-            X86_64::R15 => self.r15,
-            _ => return None,
-        })
+        let mut r = *self;
+        r.slot(reg).map(|v| *v)
     }
 
     fn slot(&mut self, reg: Register) -> Option<&mut u64> {
@@ -141,14 +153,32 @@ impl Regs {
             X86_64::R13 => &mut self.r13,
             X86_64::R14 => &mut self.r14,
             X86_64::R15 => &mut self.r15,
+            X86_64::RAX => &mut self.rax,
+            X86_64::RCX => &mut self.rcx,
+            X86_64::RDX => &mut self.rdx,
+            X86_64::RSI => &mut self.rsi,
+            X86_64::RDI => &mut self.rdi,
+            X86_64::R8 => &mut self.r8,
+            X86_64::R9 => &mut self.r9,
+            X86_64::R10 => &mut self.r10,
+            X86_64::R11 => &mut self.r11,
             _ => return None,
         })
+    }
+
+    /// The bit of `reg` in a validity mask ([`Frame::valid`]); 0 for a
+    /// register that is not tracked.
+    pub fn mask_bit(reg: Register) -> u32 {
+        bit(reg)
     }
 }
 
 /// Captures the current register values into a [`Regs`], making the
 /// function that expands it frame #00 of a walk (its `rip` is an address
 /// inside that function, its `rsp` that function's stack pointer).
+///
+/// Only rip, rsp and the callee-saved registers are captured; the
+/// caller-saved ones stay 0, and [`Walk::new`] treats them as unknown.
 ///
 /// ```ignore
 /// #[inline(never)]
@@ -195,18 +225,28 @@ macro_rules! capture_regs {
     }};
 }
 
-/// The DWARF columns restored for the caller (besides rip and rsp).
-const CALLEE_SAVED: [Register; 6] = [
+/// The DWARF columns restored for the caller besides rip and rsp: every
+/// general-purpose register but rsp.
+const RESTORED: [Register; 15] = [
     X86_64::RBP,
     X86_64::RBX,
     X86_64::R12,
     X86_64::R13,
     X86_64::R14,
     X86_64::R15,
+    X86_64::RAX,
+    X86_64::RCX,
+    X86_64::RDX,
+    X86_64::RSI,
+    X86_64::RDI,
+    X86_64::R8,
+    X86_64::R9,
+    X86_64::R10,
+    X86_64::R11,
 ];
 
 /// Bit of a tracked register in the validity mask.
-fn bit(reg: Register) -> u16 {
+fn bit(reg: Register) -> u32 {
     match reg {
         X86_64::RA => 1 << 0,
         X86_64::RSP => 1 << 1,
@@ -216,22 +256,54 @@ fn bit(reg: Register) -> u16 {
         X86_64::R13 => 1 << 5,
         X86_64::R14 => 1 << 6,
         X86_64::R15 => 1 << 7,
+        X86_64::RAX => 1 << 8,
+        X86_64::RCX => 1 << 9,
+        X86_64::RDX => 1 << 10,
+        X86_64::RSI => 1 << 11,
+        X86_64::RDI => 1 << 12,
+        X86_64::R8 => 1 << 13,
+        X86_64::R9 => 1 << 14,
+        X86_64::R10 => 1 << 15,
+        X86_64::R11 => 1 << 16,
         _ => 0,
     }
 }
 
-const ALL_VALID: u16 = 0xff;
+/// rip, rsp and the callee-saved registers (rbp, rbx, r12–r15).
+pub const VALID_CALLEE_SAVED: u32 = 0xff;
+/// The caller-saved registers (rax, rcx, rdx, rsi, rdi, r8–r11).
+pub const VALID_CALLER_SAVED: u32 = 0x1ff00;
+/// rip and all 16 general-purpose registers.
+pub const VALID_ALL: u32 = VALID_CALLEE_SAVED | VALID_CALLER_SAVED;
 
 /// Caller-supplied memory accessor. The unwinder reads the stack only through
 /// this; return `None` for any address outside the ranges it may read (the
 /// walk then stops with [`StopReason::BadMemory`]).
 pub trait Memory {
     fn read_u64(&self, addr: u64) -> Option<u64>;
+
+    /// An identifier of the stack containing `addr`, if the accessor knows
+    /// its stacks (`None`: unknown). Two addresses are on the same stack iff
+    /// their ids are equal.
+    ///
+    /// The walk uses it to accept a *stack switch* between ordinary frames:
+    /// when a caller's sp is not above its callee's (which otherwise stops
+    /// the walk with [`StopReason::CfaNotAdvancing`]) but both ids are known
+    /// and differ, the caller ran on another stack (e.g. it called a
+    /// trampoline that switched stacks) and the walk goes on.
+    fn stack_id(&self, addr: u64) -> Option<u64> {
+        let _ = addr;
+        None
+    }
 }
 
 impl<M: Memory + ?Sized> Memory for &M {
     fn read_u64(&self, addr: u64) -> Option<u64> {
         (**self).read_u64(addr)
+    }
+
+    fn stack_id(&self, addr: u64) -> Option<u64> {
+        (**self).stack_id(addr)
     }
 }
 
@@ -242,9 +314,11 @@ pub enum StopReason {
     EndOfStack,
     /// The PC has no FDE.
     NoFde,
-    /// The caller's stack pointer does not lie above the callee's.
+    /// The caller's stack pointer does not lie above the callee's, and the
+    /// accessor does not say the caller is on another stack.
     CfaNotAdvancing,
-    /// A frame (pc, sp) repeated across an exception-frame crossing.
+    /// A frame (pc, sp) repeated across an exception-frame crossing or a
+    /// stack switch.
     Loop,
     /// The frame limit was reached.
     FrameLimit,
@@ -495,11 +569,19 @@ pub struct Frame {
     /// Whether `pc` is exact (used as is for lookups) or a return address
     /// (looked up as `pc - 1`).
     pub pc_is_exact: bool,
-    /// The registers of this frame as far as they are known.
+    /// The registers of this frame. Only those whose bit
+    /// ([`Regs::mask_bit`]) is set in `valid` are known; the others are 0.
     pub regs: Regs,
+    /// Validity mask of `regs` (see [`VALID_ALL`] and friends).
+    pub valid: u32,
 }
 
 impl Frame {
+    /// The value of a register in this frame, if it is known.
+    pub fn get(&self, reg: Register) -> Option<u64> {
+        self.regs.get(reg).filter(|_| self.valid & bit(reg) != 0)
+    }
+
     /// The address to use for FDE and symbol lookups.
     pub fn lookup_pc(&self) -> u64 {
         if self.pc_is_exact {
@@ -519,7 +601,7 @@ pub struct Walk<'w, M: Memory + ?Sized> {
     mem: &'w M,
     state: &'w mut UnwindState,
     regs: Regs,
-    valid: u16,
+    valid: u32,
     pc_is_exact: bool,
     exception: Option<ExceptionEntry>,
     index: usize,
@@ -531,6 +613,10 @@ pub struct Walk<'w, M: Memory + ?Sized> {
 
 impl<'w, M: Memory + ?Sized> Walk<'w, M> {
     /// Starts a walk at `regs` (frame #00, whose `rip` is taken as exact).
+    ///
+    /// Only rip, rsp and the callee-saved registers of `regs` are trusted
+    /// (what [`capture_regs!`] captures); the caller-saved ones are unknown
+    /// unless [`Walk::with_all_registers_valid`] says otherwise.
     pub fn new(
         modules: &'w [Module<'w>],
         mem: &'w M,
@@ -542,7 +628,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             mem,
             state,
             regs,
-            valid: ALL_VALID,
+            valid: VALID_CALLEE_SAVED,
             pc_is_exact: true,
             exception: None,
             index: 0,
@@ -556,6 +642,15 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
     /// Sets the maximum number of frames yielded.
     pub fn with_limit(mut self, limit: usize) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Trusts all 16 general-purpose registers of frame #00 (and rip), e.g.
+    /// when `regs` comes from a register frame saved by an exception entry.
+    /// Needed when frame #00's CFA or rules use a caller-saved register
+    /// (LLVM's inline stack probes compute the CFA from r11).
+    pub fn with_all_registers_valid(mut self) -> Self {
+        self.valid = VALID_ALL;
         self
     }
 
@@ -584,7 +679,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
     }
 
-    fn reg(&self, regs: &Regs, valid: u16, reg: Register) -> Result<u64, StopReason> {
+    fn reg(&self, regs: &Regs, valid: u32, reg: Register) -> Result<u64, StopReason> {
         match regs.get(reg) {
             Some(v) if valid & bit(reg) != 0 => Ok(v),
             _ => Err(StopReason::BadCfi),
@@ -598,7 +693,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         module: &Module<'w>,
         expr: gimli::Expression<Slice<'w>>,
         initial: Option<u64>,
-        valid: u16,
+        valid: u32,
     ) -> Result<u64, StopReason> {
         let encoding = gimli::Encoding {
             format: gimli::Format::Dwarf32,
@@ -649,7 +744,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
     fn eval_frame(
         &mut self,
         lookup_pc: u64,
-    ) -> Result<(u64, bool, Option<(Regs, u16)>), (Option<u64>, StopReason)> {
+    ) -> Result<(u64, bool, Option<(Regs, u32)>), (Option<u64>, StopReason)> {
         let modules = self.modules;
         let module = modules
             .iter()
@@ -674,9 +769,11 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         let cfa_rule = row.cfa().clone();
         let ra_rule = row.register(ra_reg);
         let rsp_rule = row.register(X86_64::RSP);
-        let mut rules: [Option<RegisterRule<usize>>; CALLEE_SAVED.len()] = Default::default();
-        for (slot, reg) in rules.iter_mut().zip(CALLEE_SAVED) {
-            *slot = row.register(reg);
+        let mut rules: [Option<RegisterRule<usize>>; RESTORED.len()] = Default::default();
+        for (reg, rule) in row.registers() {
+            if let Some(i) = RESTORED.iter().position(|r| r == reg) {
+                rules[i] = Some(rule.clone());
+            }
         }
 
         let regs = self.regs;
@@ -705,9 +802,11 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         };
 
         let mut caller = regs;
-        let mut caller_valid = valid;
+        // Without a rule, a callee-saved register keeps the callee's value;
+        // a caller-saved one is unknown in the caller (an exception entry
+        // stub that saves it describes it with an explicit rule).
+        let mut caller_valid = (valid & !VALID_CALLER_SAVED) | bit(X86_64::RA) | bit(X86_64::RSP);
         caller.rip = ra;
-        caller_valid |= bit(X86_64::RA);
         // By convention the CFA is the caller's stack pointer unless the
         // CFI says otherwise (exception entry stubs restore the interrupted
         // rsp from the CPU-pushed frame).
@@ -718,7 +817,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        for (rule, reg) in rules.iter().zip(CALLEE_SAVED) {
+        for (rule, reg) in rules.iter().zip(RESTORED) {
             let Some(rule) = rule else { continue };
             match self
                 .apply(module, reg, rule, cfa, &regs, valid)
@@ -733,6 +832,13 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
                 None => caller_valid &= !bit(reg),
             }
         }
+        for reg in RESTORED {
+            if caller_valid & bit(reg) == 0
+                && let Some(slot) = caller.slot(reg)
+            {
+                *slot = 0;
+            }
+        }
         Ok((cfa, signal, Some((caller, caller_valid))))
     }
 
@@ -744,7 +850,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         rule: &RegisterRule<usize>,
         cfa: u64,
         regs: &Regs,
-        valid: u16,
+        valid: u32,
     ) -> Result<Option<u64>, StopReason> {
         Ok(Some(match *rule {
             RegisterRule::Undefined => return Ok(None),
@@ -798,6 +904,7 @@ impl<M: Memory + ?Sized> Iterator for Walk<'_, M> {
             exception: self.exception,
             pc_is_exact: self.pc_is_exact,
             regs: self.regs,
+            valid: self.valid,
         };
         self.index += 1;
         match self.eval_frame(frame.lookup_pc()) {
@@ -826,8 +933,21 @@ impl<M: Memory + ?Sized> Iterator for Walk<'_, M> {
                     self.pc_is_exact = true;
                 } else {
                     if caller.rsp <= self.regs.rsp {
-                        self.stop = Some(StopReason::CfaNotAdvancing);
-                        return Some(frame);
+                        // Legitimate only as a switch to another stack
+                        // (e.g. through `svsm_call_on_stack`), which the
+                        // accessor must vouch for; switches go into the
+                        // loop detector like exception crossings.
+                        let from = self.mem.stack_id(self.regs.rsp);
+                        let to = self.mem.stack_id(caller.rsp);
+                        let switch = matches!((from, to), (Some(a), Some(b)) if a != b);
+                        if !switch {
+                            self.stop = Some(StopReason::CfaNotAdvancing);
+                            return Some(frame);
+                        }
+                        if !self.remember_crossing(caller.rip, caller.rsp) {
+                            self.stop = Some(StopReason::Loop);
+                            return Some(frame);
+                        }
                     }
                     self.exception = None;
                     self.pc_is_exact = false;

@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         r13: r(5),
         r14: r(6),
         r15: r(7),
+        ..Regs::default()
     };
     let rest = &data[68..];
     let Some(hdr) = rest.get(..hdr_len) else {

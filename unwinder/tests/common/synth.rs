@@ -107,6 +107,8 @@ pub struct FakeMem {
     pub words: BTreeMap<u64, u64>,
     pub ranges: Vec<(u64, u64)>,
     pub reads: RefCell<Vec<(u64, bool)>>,
+    /// Known stacks as (lo, hi, id) for `Memory::stack_id`; empty: unknown.
+    pub stacks: Vec<(u64, u64, u64)>,
 }
 
 impl FakeMem {
@@ -125,5 +127,12 @@ impl Memory for FakeMem {
         let ok = self.allowed(addr);
         self.reads.borrow_mut().push((addr, ok));
         ok.then(|| self.words.get(&addr).copied().unwrap_or(0))
+    }
+
+    fn stack_id(&self, addr: u64) -> Option<u64> {
+        self.stacks
+            .iter()
+            .find(|&&(lo, hi, _)| addr >= lo && addr < hi)
+            .map(|s| s.2)
     }
 }
