@@ -4,7 +4,6 @@
 
 use crate::serial::ConsoleWriter;
 use crate::stacks;
-use core::arch::asm;
 use spin::{Mutex, Once};
 use svsm_bootdefs::symtab::SymTab;
 use svsm_guards::{StackKind, StackRegistry};
@@ -80,6 +79,11 @@ impl Memory for StackMemory<'_> {
         // [bottom, top) for as long as they are registered.
         Some(unsafe { (addr as *const u64).read_volatile() })
     }
+
+    /// Lets the unwinder follow `svsm_call_on_stack` onto another stack.
+    fn stack_id(&self, addr: u64) -> Option<u64> {
+        self.registry.find(addr).map(|(_, i)| i.range.bottom)
+    }
 }
 
 pub fn symbolize(pc: u64) -> Option<(&'static str, u64)> {
@@ -110,42 +114,10 @@ pub fn print_from(regs: Regs) -> Option<StopReason> {
     svsm_unwinder::write_backtrace(&mut ConsoleWriter, build_id, walk, symbolize, vector).ok()
 }
 
-/// The caller's register context, for a backtrace of the current stack.
-#[inline(always)]
-pub fn current_regs() -> Regs {
-    let (rip, rsp, rbp, rbx, r12, r13, r14, r15): (u64, u64, u64, u64, u64, u64, u64, u64);
-    // SAFETY: only reads registers.
-    unsafe {
-        asm!(
-            "lea {rip}, [rip]",
-            "mov {rsp}, rsp",
-            "mov {rbp}, rbp",
-            "mov {rbx}, rbx",
-            "mov {r12}, r12",
-            "mov {r13}, r13",
-            "mov {r14}, r14",
-            "mov {r15}, r15",
-            rip = out(reg) rip, rsp = out(reg) rsp, rbp = out(reg) rbp, rbx = out(reg) rbx,
-            r12 = out(reg) r12, r13 = out(reg) r13, r14 = out(reg) r14, r15 = out(reg) r15,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
-    Regs {
-        rip,
-        rsp,
-        rbp,
-        rbx,
-        r12,
-        r13,
-        r14,
-        r15,
-    }
-}
-
 /// Prints a backtrace of the calling context.
 #[inline(never)]
 pub fn print_here() -> Option<StopReason> {
-    print_from(current_regs())
+    print_from(svsm_unwinder::capture_regs!())
 }
 
 /// Walks (without printing) from `regs`; returns the frame count.

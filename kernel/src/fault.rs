@@ -109,5 +109,5 @@ pub fn fault_path_dry_run() {
         }
     }
     drop(registry);
-    backtrace::walk_only(backtrace::current_regs());
+    backtrace::walk_only(svsm_unwinder::capture_regs!());
 }

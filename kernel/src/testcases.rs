@@ -353,7 +353,7 @@ fn bench_depth(depth: u32, out: &mut [u64; 15]) -> usize {
     }
     let mut frames = 0;
     for slot in out.iter_mut() {
-        let regs = crate::backtrace::current_regs();
+        let regs = svsm_unwinder::capture_regs!();
         let t0 = crate::cpu::rdtsc();
         frames = crate::backtrace::walk_only(regs);
         *slot = crate::cpu::rdtsc() - t0;
