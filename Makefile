@@ -122,6 +122,7 @@ test: setup
 	$(MAKE) --no-print-directory test-host
 	$(MAKE) --no-print-directory cfi-coverage
 	$(MAKE) --no-print-directory test-qemu
+	$(MAKE) --no-print-directory RELEASE=1 test-qemu
 	$(if $(FRAGMENT_TESTS),$(MAKE) --no-print-directory $(FRAGMENT_TESTS))
 	@echo "make test: all passed"
 
