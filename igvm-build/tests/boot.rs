@@ -373,3 +373,21 @@ fn fault_during_page_fault_delivery_is_reported_through_double_fault() {
         out.serial
     );
 }
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn memory_map_without_the_kernel_region_is_refused() {
+    // 64 MiB of RAM: the image loads, but the kernel region (16..80 MiB) is
+    // not all RAM according to the loader's memory map.
+    let opts = BootOptions::new(image())
+        .memory_mib(64)
+        .timeout(Duration::from_secs(60))
+        .echo(false);
+    let out = boot(&opts).expect("QEMU could not be started");
+    expect_exit(&out, ExitCode::BootError);
+    assert!(
+        out.serial.contains("SVSM: boot failed: memory map: kernel region 0x1000000..0x5000000 is not inside normal memory"),
+        "{}",
+        out.serial
+    );
+}

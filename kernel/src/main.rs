@@ -118,6 +118,27 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     if let Err(e) = mm::frames::init(bi.free_phys_start, bi.kernel_region_end) {
         fatal_boot("frame allocator", &e);
     }
+    // The memory map comes from the host: untrusted until validated.
+    // SAFETY: the parameter page lies inside the direct map and is only read.
+    let map = unsafe {
+        core::slice::from_raw_parts(
+            layout::phys_to_virt(bi.memory_map_gpa) as *const u8,
+            bi.memory_map_size as usize,
+        )
+    };
+    match svsm_bootdefs::memmap::validate_for_kernel(
+        map,
+        bi.kernel_region_start,
+        bi.kernel_region_end,
+    ) {
+        Ok(m) => log::info!(
+            "memory map: {} entries, {} MiB of RAM, up to {:#x}",
+            m.entries,
+            m.ram_bytes >> 20,
+            m.ram_end
+        ),
+        Err(e) => fatal_boot("memory map", &e),
+    }
     if let Err(e) = stacks::init(bi) {
         fatal_boot("stack registry", &e);
     }
