@@ -214,7 +214,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                *b = if x % 3 == 0 { 0 } else { x as u8 };
+                *b = if x.is_multiple_of(3) { 0 } else { x as u8 };
             }
             let _ = validate_for_kernel(&a, K.0, K.1);
             let _ = validate(&a[..(x % 4096) as usize]);
