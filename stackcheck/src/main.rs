@@ -67,6 +67,9 @@ struct Input {
     /// Override an image path: NAME=PATH (repeatable).
     #[arg(long = "image", value_name = "NAME=PATH")]
     images: Vec<String>,
+    /// Check only these images of the config (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
     /// The ELF, when the config defines at most one image.
     #[arg(long)]
     elf: Option<PathBuf>,
@@ -221,6 +224,16 @@ fn check(input: &Input) -> Result<(Report, bool)> {
                 "--elf is ambiguous: the config defines several images; use --image NAME=PATH"
             ),
         }
+    }
+    if !input.only.is_empty() {
+        for o in &input.only {
+            if !paths.contains_key(o) {
+                bail_input!("--only {o}: no image `{o}`");
+            }
+        }
+        paths.retain(|k, _| input.only.contains(k));
+        cfg.entries
+            .retain(|e| e.image.as_ref().is_none_or(|i| input.only.contains(i)));
     }
     if paths.is_empty() {
         bail_input!("no ELF given: use --elf PATH, --image NAME=PATH or [images] in the config");

@@ -1,0 +1,33 @@
+# stackcheck (issue 5): static stack-depth check of the kernel and stage2.
+# Included by the top-level Makefile, which provides CARGO, KERNEL_ELF,
+# STAGE2_ELF, the `kernel` target and the FRAGMENT_TESTS/FRAGMENT_BENCHES lists.
+
+STACKCHECK_BIN := target/release/stackcheck
+STACKCHECK_ARGS := --config stackcheck.toml --image kernel=$(KERNEL_ELF) --image stage2=$(STAGE2_ELF)
+
+.PHONY: stackcheck-bin stackcheck test-stackcheck bench-stackcheck
+
+stackcheck-bin:
+	$(CARGO) build --release -p stackcheck --bin stackcheck
+
+## stackcheck: check every entry point of the kernel and stage2 against its
+## budget and write reports/ (report.json, report.md, flamegraph.svg,
+## report.sarif). Fails (exit 1) on a violation or an unbounded entry.
+stackcheck: kernel stackcheck-bin
+	$(STACKCHECK_BIN) report $(STACKCHECK_ARGS) --out-dir reports
+
+## test-stackcheck: unit/CLI/robustness tests and the validation suites
+## (rustc -Z emit-stack-sizes fixture, gcc -fstack-usage fixture, hand-built
+## call graphs), then the real budget check.
+test-stackcheck:
+	$(CARGO) test -p stackcheck
+	$(MAKE) --no-print-directory stackcheck
+
+## bench-stackcheck: median wall time of `stackcheck check` vs `objdump -d`
+## on the kernel and on /usr/bin/qemu-system-x86_64 (not a test).
+bench-stackcheck: kernel stackcheck-bin
+	$(CARGO) run --release -q -p stackcheck --example bench -- \
+	  $(STACKCHECK_BIN) stackcheck.toml $(KERNEL_ELF) /usr/bin/qemu-system-x86_64
+
+FRAGMENT_TESTS += test-stackcheck
+FRAGMENT_BENCHES += bench-stackcheck
