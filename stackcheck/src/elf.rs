@@ -280,8 +280,21 @@ impl<'a> Image<'a> {
         Some(&s.data[off as usize..end as usize])
     }
 
-    /// An 8-byte pointer slot, with dynamic relocations applied.
+    /// An 8-byte pointer slot, with dynamic relocations applied. Only slots
+    /// that cannot change at run time count: read-only sections and the
+    /// RELRO/GOT sections; a slot in mutable data gives None.
     pub fn read_slot(&self, addr: u64) -> Option<RelocValue> {
+        let i = self.segments.partition_point(|s| s.addr <= addr);
+        let seg = self.segments.get(i.checked_sub(1)?)?;
+        let constant = !seg.write
+            || matches!(
+                seg.name.as_str(),
+                ".got" | ".got.plt" | ".data.rel.ro" | ".init_array" | ".fini_array"
+            )
+            || seg.name.starts_with(".data.rel.ro.");
+        if !constant {
+            return None;
+        }
         if let Some(r) = self.relocs.get(&addr) {
             return Some(r.clone());
         }

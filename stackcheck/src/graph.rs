@@ -191,6 +191,16 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
 
         // Sites.
         let mut sites = Vec::new();
+        // Intra-function branch targets: a backward scan for a register's
+        // value must not cross one (another path could enter there).
+        let mut targets: Vec<u64> = instrs
+            .iter()
+            .filter(|i| i.op_count() > 0 && i.op0_kind() == OpKind::NearBranch64)
+            .map(|i| i.near_branch_target())
+            .filter(|&t| t >= f.addr && t < f.end())
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
         for (idx, ins) in instrs.iter().enumerate() {
             collect_taken(img, ins, &mut taken);
             let fc = ins.flow_control();
@@ -248,7 +258,16 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
                     if kind == SiteKind::Tail && is_jump_table(&instrs, idx) {
                         continue;
                     }
-                    Target::Indirect(IndirectForm::Register)
+                    match reg_constant(img, &instrs, idx, ins.op0_register(), &targets) {
+                        Some((v, slot)) => {
+                            via_slot = slot;
+                            match img.function_at(v) {
+                                Some(ti) => Target::Func(ti),
+                                None => Target::Indirect(IndirectForm::Register),
+                            }
+                        }
+                        None => Target::Indirect(IndirectForm::Register),
+                    }
                 }
                 _ => Target::Indirect(IndirectForm::Complex),
             };
@@ -395,6 +414,79 @@ fn collect_taken(img: &Image<'_>, ins: &Instruction, taken: &mut HashSet<usize>)
         }
         _ => {}
     }
+}
+
+const CALLEE_SAVED: [Register; 6] = [
+    Register::RBX,
+    Register::RBP,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
+
+/// The value of `reg` at the call at `idx` when straight-line code before it
+/// loads a constant: `lea reg,[rip+X]` (X), `mov reg,imm`, or
+/// `mov reg,[rip+X]` (the pointer slot's value; second field true). Stops at
+/// branch targets, control flow, and calls that clobber a caller-saved reg.
+fn reg_constant(
+    img: &Image<'_>,
+    instrs: &[Instruction],
+    idx: usize,
+    reg: Register,
+    targets: &[u64],
+) -> Option<(u64, bool)> {
+    let reg = reg.full_register();
+    if reg.size() != 8 {
+        return None;
+    }
+    let mut k = idx;
+    for _ in 0..64 {
+        if targets.binary_search(&instrs[k].ip()).is_ok() || k == 0 {
+            return None;
+        }
+        k -= 1;
+        let p = &instrs[k];
+        match p.flow_control() {
+            FlowControl::Next => {}
+            FlowControl::Call | FlowControl::IndirectCall if CALLEE_SAVED.contains(&reg) => {
+                continue;
+            }
+            _ => return None,
+        }
+        let writes = p.op_count() > 0
+            && p.op0_kind() == OpKind::Register
+            && p.op0_register().full_register() == reg;
+        if !writes {
+            // Implicit or second-operand writes we do not model.
+            if matches!(
+                p.mnemonic(),
+                Mnemonic::Xchg | Mnemonic::Xadd | Mnemonic::Cmpxchg | Mnemonic::Pop
+            ) {
+                return None;
+            }
+            continue;
+        }
+        if p.op0_register().size() != 8 {
+            return None;
+        }
+        return match (p.mnemonic(), p.op1_kind()) {
+            (Mnemonic::Lea, OpKind::Memory) if p.is_ip_rel_memory_operand() => {
+                Some((p.ip_rel_memory_address(), false))
+            }
+            (Mnemonic::Mov, OpKind::Memory) if p.is_ip_rel_memory_operand() => {
+                match img.read_slot(p.ip_rel_memory_address())? {
+                    RelocValue::Value(v) => Some((v, true)),
+                    RelocValue::Import(_) => None,
+                }
+            }
+            (Mnemonic::Mov, OpKind::Immediate64 | OpKind::Immediate32to64) => {
+                Some((p.immediate(1), false))
+            }
+            _ => None,
+        };
+    }
+    None
 }
 
 /// `jmp reg`/`jmp [..]` preceded by a scaled-index table load: a jump table.

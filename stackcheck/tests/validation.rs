@@ -336,7 +336,11 @@ fn graph_indirect_calls() {
         .filter(|i| i.kind == "unresolved-indirect")
         .map(|i| i.function.as_str())
         .collect();
-    assert_eq!(sites, ["id_entry", "id_vcall"]);
+    assert_eq!(
+        sites,
+        ["id_entry", "id_vcall"],
+        "id_lea's call is resolved from the lea"
+    );
     assert_eq!(with("indirect = \"address-taken\"", "").bound, Some(128));
     assert_eq!(with("indirect = \"vtable\"", "").bound, Some(120));
     let ann = "[[indirect]]\ncaller = \"id_entry\"\ntargets = [\"id_a\"]\n";
