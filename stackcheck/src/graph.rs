@@ -339,18 +339,19 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
         if skip >= seg.data.len() {
             continue;
         }
-        let words: Vec<u64> = seg.data[skip..]
+        let mut words: Vec<u64> = seg.data[skip..]
             .chunks_exact(8)
-            .enumerate()
-            .map(|(k, c)| {
-                let addr = base + 8 * k as u64;
-                match img.relocs.get(&addr) {
-                    Some(RelocValue::Value(v)) => *v,
-                    Some(RelocValue::Import(_)) => 0,
-                    None => u64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
-                }
-            })
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect();
+        let end = base + 8 * words.len() as u64;
+        for (addr, v) in img.relocs.range(base, end) {
+            if addr % 8 == 0 {
+                words[((addr - base) / 8) as usize] = match v {
+                    RelocValue::Value(v) => *v,
+                    RelocValue::Import(_) => 0,
+                };
+            }
+        }
         let func_of = |w: u64| if w == 0 { None } else { img.function_at(w) };
         for &w in &words {
             if let Some(ti) = func_of(w) {
