@@ -5,7 +5,7 @@
 STACKCHECK_BIN := target/release/stackcheck
 STACKCHECK_ARGS := --config stackcheck.toml --image kernel=$(KERNEL_ELF) --image stage2=$(STAGE2_ELF)
 
-.PHONY: stackcheck-bin stackcheck test-stackcheck bench-stackcheck
+.PHONY: stackcheck-bin stackcheck stackcheck-soundness test-stackcheck bench-stackcheck
 
 stackcheck-bin:
 	$(CARGO) build --release -p stackcheck --bin stackcheck
@@ -15,6 +15,14 @@ stackcheck-bin:
 ## report.sarif). Fails (exit 1) on a violation or an unbounded entry.
 stackcheck: kernel stackcheck-bin
 	$(STACKCHECK_BIN) report $(STACKCHECK_ARGS) --out-dir reports
+
+## stackcheck-soundness: boot the kernel under QEMU and check that every
+## measured STACK-HWM is within the static bound of its stack.
+STACKCHECK_SERIAL := build/stackcheck-serial.log
+stackcheck-soundness: igvm stackcheck-bin
+	@mkdir -p $(dir $(STACKCHECK_SERIAL))
+	-$(IGVM_BUILD) run $(IGVM) > $(STACKCHECK_SERIAL) 2>&1
+	$(STACKCHECK_BIN) hwm $(STACKCHECK_ARGS) --log $(STACKCHECK_SERIAL)
 
 ## test-stackcheck: unit/CLI/robustness tests and the validation suites
 ## (rustc -Z emit-stack-sizes fixture, gcc -fstack-usage fixture, hand-built

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dwarf;
 pub mod elf;
 pub mod graph;
+pub mod hwm;
 pub mod mcode;
 pub mod report;
 pub mod symbolize;

@@ -42,6 +42,15 @@ enum Cmd {
         #[arg(long, default_value = "reports")]
         out_dir: PathBuf,
     },
+    /// Soundness: compare the STACK-HWM lines of a serial log (measured
+    /// high-water marks) with the static bound of each stack.
+    Hwm {
+        #[command(flatten)]
+        input: Input,
+        /// Serial log with STACK-HWM lines.
+        #[arg(long)]
+        log: PathBuf,
+    },
     /// List every function with its frame size, its source (cfi, code,
     /// config) and, for cross-checking, the machine-code size.
     Frames {
@@ -137,6 +146,20 @@ fn run(cli: Cli) -> Result<bool> {
             print_summary(&r);
             println!("reports written to {}", out_dir.display());
             Ok(r.ok && base_ok)
+        }
+        Cmd::Hwm { input, log } => {
+            let (r, _) = check(&input)?;
+            let text = match std::fs::read(&log) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => bail_input!("cannot read log {}: {e}", log.display()),
+            };
+            let hwms = stackcheck::hwm::parse(&text);
+            if hwms.is_empty() {
+                bail_input!("no STACK-HWM lines in {}", log.display());
+            }
+            let (s, ok) = stackcheck::hwm::compare(&r, &hwms);
+            print!("{s}");
+            Ok(ok)
         }
         Cmd::Frames { elf } => {
             let data = analysis::read_file(&elf)?;
