@@ -51,6 +51,17 @@ enum Cmd {
         #[arg(long)]
         log: PathBuf,
     },
+    /// Explain functions (glob): frame, bound, call edges with their cost,
+    /// issues, and the recursive cycle they belong to. For writing annotations.
+    Explain {
+        #[command(flatten)]
+        input: Input,
+        /// Image name (default: the only/first image).
+        #[arg(long)]
+        image_name: Option<String>,
+        /// Function glob (raw or demangled).
+        pattern: String,
+    },
     /// List every function with its frame size, its source (cfi, code,
     /// config) and, for cross-checking, the machine-code size.
     Frames {
@@ -161,6 +172,11 @@ fn run(cli: Cli) -> Result<bool> {
             print!("{s}");
             Ok(ok)
         }
+        Cmd::Explain {
+            input,
+            image_name,
+            pattern,
+        } => explain(&input, image_name, &pattern),
         Cmd::Frames { elf } => {
             let data = analysis::read_file(&elf)?;
             let a = analysis::analyze_image(&data, &Config::default(), "main", true)?;
@@ -378,6 +394,99 @@ fn all_functions(input: &Input) -> Result<bool> {
             "deepest bounded function: {} ({v} bytes)",
             a.bounds.names[i]
         );
+    }
+    Ok(true)
+}
+
+fn explain(input: &Input, image_name: Option<String>, pattern: &str) -> Result<bool> {
+    let cfg = match &input.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let base_dir = input
+        .config
+        .as_ref()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut paths: BTreeMap<String, PathBuf> = cfg
+        .images
+        .iter()
+        .map(|(k, v)| (k.clone(), base_dir.join(&v.path)))
+        .collect();
+    for spec in &input.images {
+        if let Some((k, v)) = spec.split_once('=') {
+            paths.insert(k.to_string(), PathBuf::from(v));
+        }
+    }
+    if let Some(elf) = &input.elf {
+        paths.insert(
+            image_name.clone().unwrap_or_else(|| "main".into()),
+            elf.clone(),
+        );
+    }
+    let name = match image_name.or_else(|| paths.keys().next().cloned()) {
+        Some(n) => n,
+        None => bail_input!("no ELF given"),
+    };
+    let Some(path) = paths.get(&name) else {
+        bail_input!("no image `{name}`")
+    };
+    let data = analysis::read_file(path)?;
+    let a = analysis::analyze_image(&data, &cfg, &name, false)?;
+    let b = &a.bounds;
+    let mut scc_size = BTreeMap::new();
+    for &s in &b.scc_of {
+        *scc_size.entry(s).or_insert(0usize) += 1;
+    }
+    for i in 0..b.names.len() {
+        let raw = if i < b.nfuncs {
+            a.img.functions[i].name.as_str()
+        } else {
+            ""
+        };
+        if !stackcheck::glob_match(pattern, &b.names[i]) && !stackcheck::glob_match(pattern, raw) {
+            continue;
+        }
+        let fr = b.frames[i]
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        println!(
+            "{} @ {:#x}: frame {fr} ({:?}), entry depth {}, bound {}, cycle size {}",
+            b.names[i],
+            b.addrs[i],
+            b.sources[i],
+            b.entry_depth[i],
+            b.bound[i]
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unbounded".into()),
+            scc_size[&b.scc_of[i]]
+        );
+        for e in &b.edges[i] {
+            let c = b.bound[e.to]
+                .map(|v| stackcheck::bound::cost(e, v, b.entry_depth[e.to]).to_string());
+            println!(
+                "    {:#x} (+{:#x}) {:?} {:?} depth {} -> {}  cost {}{}",
+                e.site,
+                e.site.saturating_sub(b.addrs[i]),
+                e.kind,
+                e.how,
+                e.depth,
+                b.names[e.to],
+                c.unwrap_or_else(|| "unbounded".into()),
+                if b.scc_of[e.to] == b.scc_of[i] {
+                    "  [same cycle]"
+                } else {
+                    ""
+                }
+            );
+        }
+        for is in &b.issues[i] {
+            println!(
+                "    issue {}: {} at {}: {}",
+                is.kind, is.function, is.address, is.detail
+            );
+        }
     }
     Ok(true)
 }

@@ -430,3 +430,43 @@ fn graph_exception_entry_with_signal_frame_cfi() {
     let e = bound_of(&elf, &entry_cfg("ex_stub14", "cpu_pushed = 56"));
     assert_eq!(e.bound, Some(208));
 }
+
+#[test]
+fn graph_register_calls_and_noreturn() {
+    let elf = graph_fixture("regs");
+    let e = bound_of(
+        &elf,
+        &format!(
+            "[analysis]\nindirect = \"none\"\n{}",
+            entry_cfg("rg_entry", "")
+        ),
+    );
+    assert_eq!(e.status, Status::Ok, "{:?}", e.issues);
+    assert_eq!(e.bound, Some(64));
+    assert_eq!(e.worst_path[0].resolution.as_deref(), Some("slot"));
+    assert_eq!(e.worst_path[1].function, "rg_leaf");
+}
+
+#[test]
+fn stale_indirect_annotation_is_unbounded() {
+    let elf = graph_fixture("indirect");
+    let cfg = format!(
+        "[analysis]\nindirect = \"none\"\n{}\n[[indirect]]\ncaller = \"id_*\"\ntargets = [\"no_such_function\"]\n",
+        entry_cfg("id_entry", "")
+    );
+    let e = bound_of(&elf, &cfg);
+    assert_eq!(e.status, Status::Unbounded);
+    assert!(
+        e.issues.iter().any(|i| i.kind == "stale-annotation"),
+        "{:?}",
+        e.issues
+    );
+    // `exclude` removes targets.
+    let cfg = format!(
+        "[analysis]\nindirect = \"none\"\n{}\n[[indirect]]\ncaller = \"id_*\"\ntargets = [\"id_*\"]\nexclude = [\"id_b\", \"id_entry\", \"id_vcall\", \"id_lea\"]\n",
+        entry_cfg("id_entry", "")
+    );
+    // Both sites -> {id_a, id_v1, id_v2} (max frame 56): id_vcall = 8 + 56,
+    // id_entry = max(16 + 56, 16 + B(id_vcall)) = 16 + 64.
+    assert_eq!(bound_of(&elf, &cfg).bound, Some(80));
+}
