@@ -185,7 +185,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
         if e.worst_path.is_empty() {
             continue;
         }
-        let root = format!("{} [{}]", e.name, e.stack);
+        let root = format!("{} [{}]", e.name, e.stack).replace(';', ":");
         push_path(&mut out, &root, e);
         if let Some(n) = &e.nested_worst
             && let Some(ne) = r
@@ -194,7 +194,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
                 .find(|x| &x.name == n && x.image == e.image)
             && e.nested_bound.is_some()
         {
-            let nroot = format!("{root};[nested] {}", ne.name);
+            let nroot = format!("{root};[nested] {}", ne.name.replace(';', ":"));
             push_path(&mut out, &nroot, ne);
         }
     }
@@ -203,7 +203,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
 
 fn push_path(out: &mut Vec<String>, root: &str, e: &EntryReport) {
     let clean = |s: &str| s.replace(';', ":").replace(' ', "_");
-    let mut prefix = root.replace(';', ":");
+    let mut prefix = root.to_string();
     let steps = &e.worst_path;
     let base = steps.first().map(|s| s.stack_at_entry).unwrap_or(0);
     let mut used = 0u64;

@@ -406,6 +406,21 @@ cpu_pushed = 48
     assert_eq!(task.bound, Some(128 + 88));
     assert_eq!(task.headroom, Some(4096 - 216));
     assert!(r.ok);
+    // Flame graph input: the host's path and the nested entry on top of it;
+    // the widths under the host root add up to its total bound.
+    let lines = stackcheck::report::collapsed(&r);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("task [task];[nested] irq;ta_leaf ")),
+        "{lines:?}"
+    );
+    let total: u64 = lines
+        .iter()
+        .filter(|l| l.starts_with("task [task];"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 216, "{lines:?}");
     // Budget exceeded.
     let r = analysis::run(
         &Config::parse(&cfg.replace("budget = 4096", "budget = 200"), "t").unwrap(),
