@@ -10,7 +10,7 @@ use crate::bail_input;
 use crate::bound::{self, Bounds, IndirectStats, Issue, Resolution};
 use crate::cfi::Cfi;
 use crate::config::{Config, EntryCfg};
-use crate::dwarf::Lines;
+use crate::dwarf::LineIndex;
 use crate::elf::Image;
 use crate::graph::{self, FrameSource, Graph, SiteKind};
 
@@ -209,6 +209,17 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Run the whole check. `paths` maps image name -> ELF path.
 pub fn run(cfg: &Config, paths: &BTreeMap<String, PathBuf>) -> Result<Report> {
+    run_with(cfg, paths, true)
+}
+
+/// Like [`run`]; `path_locations` false skips the DWARF lookups for the
+/// worst-path steps (the text summary does not show them; large moves and
+/// frames always get their file:line).
+pub fn run_with(
+    cfg: &Config,
+    paths: &BTreeMap<String, PathBuf>,
+    path_locations: bool,
+) -> Result<Report> {
     let mut report = Report {
         schema: SCHEMA.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -225,14 +236,14 @@ pub fn run(cfg: &Config, paths: &BTreeMap<String, PathBuf>) -> Result<Report> {
     for (name, path) in paths {
         let data = read_file(path)?;
         let a = analyze_image(&data, cfg, name, false)?;
-        let lines = Lines::new(&a.img);
-        image_report(&mut report, cfg, name, path, &a, &lines)?;
+        let lines = LineIndex::new(&data);
+        image_report(&mut report, cfg, name, path, &a, &lines, path_locations)?;
     }
     report.ok = report.entries.iter().all(|e| e.status == Status::Ok);
     Ok(report)
 }
 
-fn loc(lines: &Lines<'_>, addr: u64) -> (Option<String>, Option<u32>) {
+fn loc(lines: &LineIndex<'_>, addr: u64) -> (Option<String>, Option<u32>) {
     match lines.location(addr) {
         Some((f, l)) => (Some(f), Some(l)),
         None => (None, None),
@@ -245,7 +256,8 @@ fn image_report(
     name: &str,
     path: &Path,
     a: &Analyzed<'_>,
-    lines: &Lines<'_>,
+    lines: &LineIndex<'_>,
+    path_locations: bool,
 ) -> Result<()> {
     let img = &a.img;
     let b = &a.bounds;
@@ -345,7 +357,7 @@ fn image_report(
             Vec::new()
         };
         let path_steps = if raw.is_some() {
-            worst_path(a, lines, fi, entry_bytes)
+            worst_path(a, lines, fi, entry_bytes, path_locations)
         } else {
             Vec::new()
         };
@@ -458,7 +470,13 @@ fn total(
     Ok(v)
 }
 
-fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64) -> Vec<PathStep> {
+fn worst_path(
+    a: &Analyzed<'_>,
+    lines: &LineIndex<'_>,
+    root: usize,
+    entry_bytes: u64,
+    locs: bool,
+) -> Vec<PathStep> {
     let b = &a.bounds;
     let mut steps = Vec::new();
     let mut cur = root;
@@ -466,7 +484,7 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
     let mut seen_scc = std::collections::BTreeSet::new();
     for _ in 0..10_000 {
         let addr = b.addrs[cur];
-        let (file, line) = if cur < b.nfuncs {
+        let (file, line) = if cur < b.nfuncs && locs {
             loc(lines, addr)
         } else {
             (None, None)

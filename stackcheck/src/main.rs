@@ -128,7 +128,7 @@ fn run(cli: Cli) -> Result<bool> {
             if input.all_functions {
                 return all_functions(&input);
             }
-            let (r, base_ok) = check(&input)?;
+            let (r, base_ok) = check(&input, json)?;
             if json {
                 print!("{}", report::json(&r));
             } else {
@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(r.ok && base_ok)
         }
         Cmd::Report { input, out_dir } => {
-            let (r, base_ok) = check(&input)?;
+            let (r, base_ok) = check(&input, true)?;
             if let Err(e) = std::fs::create_dir_all(&out_dir) {
                 bail_input!("cannot create {}: {e}", out_dir.display());
             }
@@ -159,7 +159,7 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(r.ok && base_ok)
         }
         Cmd::Hwm { input, log } => {
-            let (r, _) = check(&input)?;
+            let (r, _) = check(&input, false)?;
             let text = match std::fs::read(&log) {
                 Ok(b) => String::from_utf8_lossy(&b).into_owned(),
                 Err(e) => bail_input!("cannot read log {}: {e}", log.display()),
@@ -226,7 +226,7 @@ fn read_stdin() -> Result<String> {
 }
 
 /// Load config and image paths, run the analysis, apply the baseline.
-fn check(input: &Input) -> Result<(Report, bool)> {
+fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
     let mut cfg = match &input.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -298,7 +298,7 @@ fn check(input: &Input) -> Result<(Report, bool)> {
     if cfg.entries.is_empty() {
         bail_input!("no entry points: give --entry SYMBOL or [[entry]] tables in the config");
     }
-    let r = analysis::run(&cfg, &paths)?;
+    let r = analysis::run_with(&cfg, &paths, path_locations)?;
     let mut ok = true;
     if let Some(b) = &input.baseline {
         let text = match std::fs::read_to_string(b) {

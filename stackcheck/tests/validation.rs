@@ -485,3 +485,44 @@ fn stale_indirect_annotation_is_unbounded() {
     // id_entry = max(16 + 56, 16 + B(id_vcall)) = 16 + 64.
     assert_eq!(bound_of(&elf, &cfg).bound, Some(80));
 }
+
+#[test]
+fn line_index_agrees_with_addr2line() {
+    // The fast aranges-based lookup used for reports must give the same
+    // file:line as addr2line's full context, on gcc and rustc DWARF.
+    let c = tmp("lines-c");
+    let obj = c.join("frames.o");
+    run(Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-c",
+        ])
+        .arg(fixtures().join("c/frames.c"))
+        .arg("-o")
+        .arg(&obj));
+    let exe = c.join("frames");
+    gcc_link(&[obj], &exe, &[]);
+    let mut checked = 0;
+    for elf in [exe, graph_fixture("got")] {
+        let data = std::fs::read(&elf).unwrap();
+        let img = stackcheck::elf::Image::parse(&data).unwrap();
+        let full = stackcheck::dwarf::Lines::new(&img);
+        let fast = stackcheck::dwarf::LineIndex::new(&data);
+        for f in &img.functions {
+            for addr in f.addr..f.end() {
+                assert_eq!(
+                    fast.location(addr),
+                    full.location(addr),
+                    "{} at {addr:#x}",
+                    f.demangled
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
