@@ -287,7 +287,10 @@ fn image_report(
     // Large moves and frames.
     for m in &a.graph.moves {
         if m.size >= cfg.thresholds.large_move {
-            let (file, line) = loc(lines, m.addr);
+            let (file, line) = match lines.user_location(m.addr) {
+                Some((f, l)) => (Some(f), Some(l)),
+                None => (None, None),
+            };
             report.large_moves.push(LargeMove {
                 image: name.into(),
                 function: img.functions[m.func].demangled.clone(),

@@ -123,6 +123,8 @@ impl<'a> Lines<'a> {
 struct UnitLines {
     rows: Vec<(u64, bool, u64, u32)>,
     files: Vec<String>,
+    /// Inlined subroutines: (begin, end, DIE depth, call file, call line).
+    inlined: Vec<(u64, u64, isize, u64, u32)>,
 }
 
 /// Fast `file:line` lookups for a handful of addresses: `.debug_aranges`
@@ -235,7 +237,83 @@ impl<'a> LineIndex<'a> {
         }
         // Sort sequences by address; keep each sequence's rows in order.
         rows.sort_by_key(|r| (r.0, !r.1));
-        Some(UnitLines { rows, files })
+        let mut inlined = Vec::new();
+        let mut cursor = unit.entries();
+        while let Ok(Some(die)) = cursor.next_dfs() {
+            if die.tag() != gimli::DW_TAG_inlined_subroutine {
+                continue;
+            }
+            let file = match die.attr_value(gimli::DW_AT_call_file) {
+                Some(gimli::AttributeValue::FileIndex(f)) => f,
+                Some(v) => v.udata_value().unwrap_or(0),
+                None => continue,
+            };
+            let line = die
+                .attr_value(gimli::DW_AT_call_line)
+                .and_then(|v| v.udata_value())
+                .unwrap_or(0) as u32;
+            let depth = die.depth();
+            if let Ok(mut ranges) = dwarf.die_ranges(&unit, die) {
+                while let Ok(Some(r)) = ranges.next() {
+                    if r.end > r.begin {
+                        inlined.push((r.begin, r.end, depth, file, line));
+                    }
+                }
+            }
+        }
+        Some(UnitLines {
+            rows,
+            files,
+            inlined,
+        })
+    }
+
+    /// Source locations of an address, innermost first: the line-table row,
+    /// then the call site of each enclosing inlined subroutine.
+    pub fn chain(&self, addr: u64) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        let Some(first) = self.location(addr) else {
+            return out;
+        };
+        out.push(first);
+        if self.dwarf.is_none() || self.aranges.is_empty() {
+            return out;
+        }
+        let i = self.aranges.partition_point(|a| a.0 <= addr);
+        let Some(a) = i.checked_sub(1).and_then(|i| self.aranges.get(i)) else {
+            return out;
+        };
+        let Some(ul) = self.unit_lines(a.2) else {
+            return out;
+        };
+        let mut calls: Vec<&(u64, u64, isize, u64, u32)> = ul
+            .inlined
+            .iter()
+            .filter(|r| r.0 <= addr && addr < r.1)
+            .collect();
+        calls.sort_by_key(|r| std::cmp::Reverse(r.2));
+        for c in calls {
+            out.push((ul.files.get(c.3 as usize).cloned().unwrap_or_default(), c.4));
+        }
+        out
+    }
+
+    /// The innermost location in the project's own code: skips frames
+    /// inlined from the Rust standard library and from registry crates
+    /// (e.g. a memset inlined from core::ptr::write_bytes reports the line
+    /// that called it). Falls back to the innermost location.
+    pub fn user_location(&self, addr: u64) -> Option<(String, u32)> {
+        let chain = self.chain(addr);
+        let library = |f: &str| {
+            f.contains("/rustlib/src/rust/library/")
+                || f.contains("/.cargo/registry/")
+                || f.starts_with("/rustc/")
+        };
+        chain
+            .iter()
+            .find(|(f, _)| !library(f))
+            .or(chain.first())
+            .cloned()
     }
 
     /// `file:line` of an address.

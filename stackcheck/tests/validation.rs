@@ -506,8 +506,24 @@ fn line_index_agrees_with_addr2line() {
         .arg(&obj));
     let exe = c.join("frames");
     gcc_link(&[obj], &exe, &[]);
+    let obj2 = c.join("inline.o");
+    run(Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-c",
+        ])
+        .arg(fixtures().join("graphs/inline.c"))
+        .arg("-o")
+        .arg(&obj2));
+    let exe2 = c.join("inline");
+    gcc_link(&[obj2], &exe2, &[]);
     let mut checked = 0;
-    for elf in [exe, graph_fixture("got")] {
+    let mut inlined = 0;
+    for elf in [exe, exe2, graph_fixture("got")] {
         let data = std::fs::read(&elf).unwrap();
         let img = stackcheck::elf::Image::parse(&data).unwrap();
         let full = stackcheck::dwarf::Lines::new(&img);
@@ -520,9 +536,21 @@ fn line_index_agrees_with_addr2line() {
                     "{} at {addr:#x}",
                     f.demangled
                 );
+                // The inline chain (row, then each call site outwards) too.
+                let want: Vec<(String, u32)> = full
+                    .frames(addr)
+                    .into_iter()
+                    .filter_map(|fr| Some((fr.file?, fr.line.unwrap_or(0))))
+                    .collect();
+                assert_eq!(fast.chain(addr), want, "{} at {addr:#x}", f.demangled);
+                inlined += usize::from(want.len() > 1);
                 checked += 1;
             }
         }
     }
     assert!(checked > 500, "{checked}");
+    assert!(
+        inlined > 10,
+        "the inline fixture must exercise inlined frames: {inlined}"
+    );
 }
