@@ -248,10 +248,23 @@ pub fn flamegraph(r: &Report) -> Result<Vec<u8>> {
 /// SARIF 2.1.0 log: violations, unbounded entries, large moves and frames.
 pub fn sarif(r: &Report) -> String {
     let mut results = Vec::new();
+    // Code-scanning tools want paths relative to the repository root (the
+    // working directory of `make stackcheck`); others stay absolute.
+    let cwd = std::env::current_dir()
+        .ok()
+        .map(|p| p.display().to_string());
+    let rel = |f: &str| -> String {
+        match &cwd {
+            Some(c) if f.starts_with(c.as_str()) && f.as_bytes().get(c.len()) == Some(&b'/') => {
+                f[c.len() + 1..].to_string()
+            }
+            _ => f.to_string(),
+        }
+    };
     let location = |file: &Option<String>, line: Option<u32>| -> serde_json::Value {
         match file {
             Some(f) => json!([{ "physicalLocation": {
-                "artifactLocation": { "uri": f },
+                "artifactLocation": { "uri": rel(f) },
                 "region": { "startLine": line.unwrap_or(1).max(1) }
             }}]),
             None => json!([]),
