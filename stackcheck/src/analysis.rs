@@ -483,7 +483,9 @@ fn worst_path(
     let b = &a.bounds;
     let mut steps = Vec::new();
     let mut cur = root;
-    let mut at_entry = entry_bytes;
+    // Signed: the CFA origin of an entry without a return address (cpu_pushed
+    // 0) lies above the stack top.
+    let mut at_entry = i128::from(entry_bytes);
     let mut seen_scc = std::collections::BTreeSet::new();
     for _ in 0..10_000 {
         let addr = b.addrs[cur];
@@ -498,7 +500,7 @@ fn worst_path(
             address: format!("{addr:#x}"),
             frame,
             frame_source: source_name(b.sources[cur]),
-            stack_at_entry: at_entry,
+            stack_at_entry: at_entry.clamp(0, i128::from(u64::MAX)) as u64,
             site: None,
             site_depth: None,
             kind: None,
@@ -529,7 +531,7 @@ fn worst_path(
             };
             let repeated = rec_total.saturating_sub(exit_cost);
             steps.push(step);
-            at_entry = at_entry.saturating_add(repeated);
+            at_entry += i128::from(repeated);
             if exit_member != cur {
                 cur = exit_member;
                 continue;
@@ -558,12 +560,9 @@ fn worst_path(
 
 /// Stack in use at the callee's first instruction: the caller's CFA origin
 /// plus its depth at the site plus the return address of a call.
-fn advance(at_entry: u64, caller_entry_depth: u64, e: &bound::Edge) -> u64 {
+fn advance(at_entry: i128, caller_entry_depth: u64, e: &bound::Edge) -> i128 {
     let pushed = if e.kind == SiteKind::Call { 8 } else { 0 };
-    at_entry
-        .saturating_sub(caller_entry_depth)
-        .saturating_add(e.depth)
-        .saturating_add(pushed)
+    at_entry - i128::from(caller_entry_depth) + i128::from(e.depth) + pushed
 }
 
 fn fill_site(step: &mut PathStep, e: &bound::Edge) {
