@@ -554,3 +554,14 @@ fn line_index_agrees_with_addr2line() {
         "the inline fixture must exercise inlined frames: {inlined}"
     );
 }
+
+#[test]
+fn entry_without_return_address() {
+    // Jumped to on a fresh stack (cpu_pushed = 0): no return address below
+    // the first frame, so the bound is 8 less and the path starts at 0.
+    let elf = graph_fixture("tail");
+    let e = bound_of(&elf, &entry_cfg("ta_entry", "cpu_pushed = 0"));
+    assert_eq!(e.bound, Some(120));
+    assert_eq!(e.worst_path[0].stack_at_entry, 0);
+    assert_eq!(e.worst_path[1].stack_at_entry, 32);
+}
