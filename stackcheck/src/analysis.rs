@@ -10,7 +10,7 @@ use crate::bail_input;
 use crate::bound::{self, Bounds, IndirectStats, Issue, Resolution};
 use crate::cfi::Cfi;
 use crate::config::{Config, EntryCfg};
-use crate::dwarf::Lines;
+use crate::dwarf::LineIndex;
 use crate::elf::Image;
 use crate::graph::{self, FrameSource, Graph, SiteKind};
 
@@ -209,6 +209,17 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Run the whole check. `paths` maps image name -> ELF path.
 pub fn run(cfg: &Config, paths: &BTreeMap<String, PathBuf>) -> Result<Report> {
+    run_with(cfg, paths, true)
+}
+
+/// Like [`run`]; `path_locations` false skips the DWARF lookups for the
+/// worst-path steps (the text summary does not show them; large moves and
+/// frames always get their file:line).
+pub fn run_with(
+    cfg: &Config,
+    paths: &BTreeMap<String, PathBuf>,
+    path_locations: bool,
+) -> Result<Report> {
     let mut report = Report {
         schema: SCHEMA.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -225,14 +236,14 @@ pub fn run(cfg: &Config, paths: &BTreeMap<String, PathBuf>) -> Result<Report> {
     for (name, path) in paths {
         let data = read_file(path)?;
         let a = analyze_image(&data, cfg, name, false)?;
-        let lines = Lines::new(&a.img);
-        image_report(&mut report, cfg, name, path, &a, &lines)?;
+        let lines = LineIndex::new(&data);
+        image_report(&mut report, cfg, name, path, &a, &lines, path_locations)?;
     }
     report.ok = report.entries.iter().all(|e| e.status == Status::Ok);
     Ok(report)
 }
 
-fn loc(lines: &Lines<'_>, addr: u64) -> (Option<String>, Option<u32>) {
+fn loc(lines: &LineIndex<'_>, addr: u64) -> (Option<String>, Option<u32>) {
     match lines.location(addr) {
         Some((f, l)) => (Some(f), Some(l)),
         None => (None, None),
@@ -245,7 +256,8 @@ fn image_report(
     name: &str,
     path: &Path,
     a: &Analyzed<'_>,
-    lines: &Lines<'_>,
+    lines: &LineIndex<'_>,
+    path_locations: bool,
 ) -> Result<()> {
     let img = &a.img;
     let b = &a.bounds;
@@ -275,7 +287,10 @@ fn image_report(
     // Large moves and frames.
     for m in &a.graph.moves {
         if m.size >= cfg.thresholds.large_move {
-            let (file, line) = loc(lines, m.addr);
+            let (file, line) = match lines.user_location(m.addr) {
+                Some((f, l)) => (Some(f), Some(l)),
+                None => (None, None),
+            };
             report.large_moves.push(LargeMove {
                 image: name.into(),
                 function: img.functions[m.func].demangled.clone(),
@@ -345,7 +360,7 @@ fn image_report(
             Vec::new()
         };
         let path_steps = if raw.is_some() {
-            worst_path(a, lines, fi, entry_bytes)
+            worst_path(a, lines, fi, entry_bytes, path_locations)
         } else {
             Vec::new()
         };
@@ -458,15 +473,23 @@ fn total(
     Ok(v)
 }
 
-fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64) -> Vec<PathStep> {
+fn worst_path(
+    a: &Analyzed<'_>,
+    lines: &LineIndex<'_>,
+    root: usize,
+    entry_bytes: u64,
+    locs: bool,
+) -> Vec<PathStep> {
     let b = &a.bounds;
     let mut steps = Vec::new();
     let mut cur = root;
-    let mut at_entry = entry_bytes;
+    // Signed: the CFA origin of an entry without a return address (cpu_pushed
+    // 0) lies above the stack top.
+    let mut at_entry = i128::from(entry_bytes);
     let mut seen_scc = std::collections::BTreeSet::new();
     for _ in 0..10_000 {
         let addr = b.addrs[cur];
-        let (file, line) = if cur < b.nfuncs {
+        let (file, line) = if cur < b.nfuncs && locs {
             loc(lines, addr)
         } else {
             (None, None)
@@ -477,7 +500,7 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
             address: format!("{addr:#x}"),
             frame,
             frame_source: source_name(b.sources[cur]),
-            stack_at_entry: at_entry,
+            stack_at_entry: at_entry.clamp(0, i128::from(u64::MAX)) as u64,
             site: None,
             site_depth: None,
             kind: None,
@@ -508,7 +531,7 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
             };
             let repeated = rec_total.saturating_sub(exit_cost);
             steps.push(step);
-            at_entry = at_entry.saturating_add(repeated);
+            at_entry += i128::from(repeated);
             if exit_member != cur {
                 cur = exit_member;
                 continue;
@@ -537,12 +560,9 @@ fn worst_path(a: &Analyzed<'_>, lines: &Lines<'_>, root: usize, entry_bytes: u64
 
 /// Stack in use at the callee's first instruction: the caller's CFA origin
 /// plus its depth at the site plus the return address of a call.
-fn advance(at_entry: u64, caller_entry_depth: u64, e: &bound::Edge) -> u64 {
+fn advance(at_entry: i128, caller_entry_depth: u64, e: &bound::Edge) -> i128 {
     let pushed = if e.kind == SiteKind::Call { 8 } else { 0 };
-    at_entry
-        .saturating_sub(caller_entry_depth)
-        .saturating_add(e.depth)
-        .saturating_add(pushed)
+    at_entry - i128::from(caller_entry_depth) + i128::from(e.depth) + pushed
 }
 
 fn fill_site(step: &mut PathStep, e: &bound::Edge) {

@@ -234,12 +234,21 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
                     if let Some(ai) = ann {
                         stats.by_annotation += 1;
                         let ts = ann_targets_cache[ai].get_or_insert_with(|| {
+                            let a = annotations[ai];
                             (0..n)
-                                .filter(|&t| {
-                                    annotations[ai].targets.iter().any(|p| matches(img, t, p))
-                                })
+                                .filter(|&t| a.targets.iter().any(|p| matches(img, t, p)))
+                                .filter(|&t| !a.exclude.iter().any(|p| matches(img, t, p)))
                                 .collect()
                         });
+                        if ts.is_empty() && !annotations[ai].targets.is_empty() {
+                            issues[fi].push(issue(
+                                "stale-annotation",
+                                format!(
+                                    "[[indirect]] for `{}` names targets {:?} that match no function",
+                                    annotations[ai].caller, annotations[ai].targets
+                                ),
+                            ));
+                        }
                         for &t in ts.iter() {
                             edges[fi].push(mk(t, Resolution::Annotation));
                         }
@@ -344,7 +353,17 @@ pub fn compute(img: &Image<'_>, g: &Graph, cfg: &Config, image_name: &str) -> Bo
         });
         let Some(ann) = ann else {
             let list: Vec<String> = members.iter().take(8).map(|&m| names[m].clone()).collect();
-            for &m in members {
+            // One issue per cycle (every member reaches it), on the member
+            // with the lowest address for stable output.
+            let Some(&m) = members
+                .iter()
+                .filter(|&&m| m < nf)
+                .min_by_key(|&&m| addrs[m])
+                .or(members.first())
+            else {
+                continue;
+            };
+            {
                 issues[m].push(Issue {
                     kind: "recursion".into(),
                     function: names[m].clone(),

@@ -149,8 +149,12 @@ pub struct IndirectCfg {
     /// without it the annotation covers every indirect call in the caller.
     #[serde(default)]
     pub offset: Option<u64>,
-    /// Possible callees (globs). Empty: the call never happens.
+    /// Possible callees (globs). Empty: the call never happens (or runs
+    /// on another stack, checked as its own entry).
     pub targets: Vec<String>,
+    /// Functions (globs) removed from `targets`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     #[serde(default)]
     pub reason: Option<String>,
 }

@@ -50,9 +50,52 @@ pub struct Image<'a> {
     pub segments: Vec<Segment<'a>>,
     /// Dynamic relocations: slot address -> resolved value (RELATIVE) or
     /// imported symbol name.
-    pub relocs: HashMap<u64, RelocValue>,
+    pub relocs: Relocs,
     pub has_symtab: bool,
     pub entry: u64,
+}
+
+/// Dynamic relocations sorted by slot address (the last one for a slot wins).
+#[derive(Debug, Default)]
+pub struct Relocs {
+    items: Vec<(u64, RelocValue)>,
+}
+
+impl Relocs {
+    fn insert(&mut self, addr: u64, v: RelocValue) {
+        self.items.push((addr, v));
+    }
+
+    fn finish(&mut self) {
+        // Stable sort keeps insertion order among equal keys; keep the last.
+        self.items.sort_by_key(|e| e.0);
+        let mut out: Vec<(u64, RelocValue)> = Vec::with_capacity(self.items.len());
+        for (a, v) in self.items.drain(..) {
+            match out.last_mut() {
+                Some(last) if last.0 == a => last.1 = v,
+                _ => out.push((a, v)),
+            }
+        }
+        self.items = out;
+    }
+
+    pub fn get(&self, addr: &u64) -> Option<&RelocValue> {
+        self.items
+            .binary_search_by_key(addr, |e| e.0)
+            .ok()
+            .map(|i| &self.items[i].1)
+    }
+
+    /// Relocations in [start, end), sorted.
+    pub fn range(&self, start: u64, end: u64) -> &[(u64, RelocValue)] {
+        let a = self.items.partition_point(|e| e.0 < start);
+        let b = self.items.partition_point(|e| e.0 < end);
+        &self.items[a..b]
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &RelocValue> {
+        self.items.iter().map(|e| &e.1)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,7 +197,7 @@ impl<'a> Image<'a> {
         }
         let functions = build_functions(raw, &segments);
 
-        let mut relocs = HashMap::new();
+        let mut relocs = Relocs::default();
         if let Some(iter) = file.dynamic_relocations() {
             for (off, rel) in iter {
                 let RelocationFlags::Elf { r_type } = rel.flags() else {
@@ -187,6 +230,7 @@ impl<'a> Image<'a> {
             }
         }
 
+        relocs.finish();
         let mut img = Image {
             data,
             file,
@@ -256,6 +300,10 @@ impl<'a> Image<'a> {
 
     /// Index of the function starting exactly at `addr`.
     pub fn function_at(&self, addr: u64) -> Option<usize> {
+        let (first, last) = (self.functions.first()?, self.functions.last()?);
+        if addr < first.addr || addr >= last.end() {
+            return None;
+        }
         self.function_containing(addr)
             .filter(|&i| self.functions[i].addr == addr)
     }
@@ -280,8 +328,21 @@ impl<'a> Image<'a> {
         Some(&s.data[off as usize..end as usize])
     }
 
-    /// An 8-byte pointer slot, with dynamic relocations applied.
+    /// An 8-byte pointer slot, with dynamic relocations applied. Only slots
+    /// that cannot change at run time count: read-only sections and the
+    /// RELRO/GOT sections; a slot in mutable data gives None.
     pub fn read_slot(&self, addr: u64) -> Option<RelocValue> {
+        let i = self.segments.partition_point(|s| s.addr <= addr);
+        let seg = self.segments.get(i.checked_sub(1)?)?;
+        let constant = !seg.write
+            || matches!(
+                seg.name.as_str(),
+                ".got" | ".got.plt" | ".data.rel.ro" | ".init_array" | ".fini_array"
+            )
+            || seg.name.starts_with(".data.rel.ro.");
+        if !constant {
+            return None;
+        }
         if let Some(r) = self.relocs.get(&addr) {
             return Some(r.clone());
         }

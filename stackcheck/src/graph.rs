@@ -77,6 +77,11 @@ pub struct FuncInfo {
     /// Bytes on the stack at the first instruction per the CFI (8 for a
     /// called function; 40/48 for an interrupt entry with signal-frame CFI).
     pub entry_depth: u64,
+    /// Has a return instruction (ret/iret/sysret) or an indirect jump.
+    pub has_return: bool,
+    /// The last instruction is a direct call to this function (the fallthrough
+    /// after it only happens if the callee returns).
+    pub ends_with_call_to: Option<usize>,
 }
 
 /// A memcpy/memmove/memset call with a constant size.
@@ -248,7 +253,23 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
                     if kind == SiteKind::Tail && is_jump_table(&instrs, idx) {
                         continue;
                     }
-                    Target::Indirect(IndirectForm::Register)
+                    let index_of = |a: u64| {
+                        if a < f.addr || a >= f.end() {
+                            return None;
+                        }
+                        instrs.binary_search_by_key(&a, |i| i.ip()).ok()
+                    };
+                    match reg_source(img, &instrs, idx, ins.op0_register(), &index_of) {
+                        Some(RegSrc::Value(v, slot)) => {
+                            via_slot = slot;
+                            match img.function_at(v) {
+                                Some(ti) => Target::Func(ti),
+                                None => Target::Indirect(IndirectForm::Register),
+                            }
+                        }
+                        Some(RegSrc::Mem(d)) => Target::Indirect(IndirectForm::MemDisp(d)),
+                        None => Target::Indirect(IndirectForm::Register),
+                    }
                 }
                 _ => Target::Indirect(IndirectForm::Complex),
             };
@@ -296,6 +317,18 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
                 }
             }
         }
+        let has_return = instrs.iter().any(|i| {
+            matches!(
+                i.flow_control(),
+                FlowControl::Return | FlowControl::IndirectBranch
+            )
+        });
+        let ends_with_call_to = instrs
+            .last()
+            .filter(|l| {
+                l.flow_control() == FlowControl::Call && l.op0_kind() == OpKind::NearBranch64
+            })
+            .and_then(|l| img.function_at(l.near_branch_target()));
         let code_frame = minfo.map(|m| m.frame);
         let entry_depth = fde
             .filter(|d| d.start == f.addr && !d.not_rsp_based)
@@ -308,8 +341,12 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
             sites,
             invalid_at,
             entry_depth,
+            has_return,
+            ends_with_call_to,
         });
     }
+
+    drop_noreturn_fallthrough(&mut funcs);
 
     // Address-taken functions and vtables from data.
     let mut vtable_slots: BTreeMap<i64, BTreeSet<usize>> = BTreeMap::new();
@@ -320,18 +357,19 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
         if skip >= seg.data.len() {
             continue;
         }
-        let words: Vec<u64> = seg.data[skip..]
+        let mut words: Vec<u64> = seg.data[skip..]
             .chunks_exact(8)
-            .enumerate()
-            .map(|(k, c)| {
-                let addr = base + 8 * k as u64;
-                match img.relocs.get(&addr) {
-                    Some(RelocValue::Value(v)) => *v,
-                    Some(RelocValue::Import(_)) => 0,
-                    None => u64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
-                }
-            })
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect();
+        let end = base + 8 * words.len() as u64;
+        for (addr, v) in img.relocs.range(base, end) {
+            if addr % 8 == 0 {
+                words[((addr - base) / 8) as usize] = match v {
+                    RelocValue::Value(v) => *v,
+                    RelocValue::Import(_) => 0,
+                };
+            }
+        }
         let func_of = |w: u64| if w == 0 { None } else { img.function_at(w) };
         for &w in &words {
             if let Some(ti) = func_of(w) {
@@ -375,6 +413,45 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
     }
 }
 
+/// A function may return if it has a return (or indirect jump), or tail-calls
+/// or falls through into a function that may return. A fallthrough after a
+/// final call to a function that never returns (a panic) is not real.
+fn drop_noreturn_fallthrough(funcs: &mut [FuncInfo]) {
+    let n = funcs.len();
+    let mut may_return: Vec<bool> = funcs.iter().map(|f| f.has_return).collect();
+    loop {
+        let mut changed = false;
+        for i in 0..n {
+            if may_return[i] {
+                continue;
+            }
+            let r = funcs[i].sites.iter().any(|s| {
+                matches!(s.kind, SiteKind::Tail | SiteKind::Fallthrough)
+                    && match s.target {
+                        Target::Func(t) => may_return[t],
+                        _ => true,
+                    }
+                    && !(s.kind == SiteKind::Fallthrough
+                        && funcs[i].ends_with_call_to.is_some_and(|c| !may_return[c]))
+            });
+            if r {
+                may_return[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for f in funcs.iter_mut() {
+        if let Some(c) = f.ends_with_call_to
+            && !may_return[c]
+        {
+            f.sites.retain(|s| s.kind != SiteKind::Fallthrough);
+        }
+    }
+}
+
 fn collect_taken(img: &Image<'_>, ins: &Instruction, taken: &mut HashSet<usize>) {
     match ins.mnemonic() {
         Mnemonic::Lea if ins.is_ip_rel_memory_operand() => {
@@ -395,6 +472,194 @@ fn collect_taken(img: &Image<'_>, ins: &Instruction, taken: &mut HashSet<usize>)
         }
         _ => {}
     }
+}
+
+const CALLEE_SAVED: [Register; 6] = [
+    Register::RBX,
+    Register::RBP,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
+
+/// Where a register used by an indirect call got its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegSrc {
+    /// A constant: `lea reg,[rip+X]`, `mov reg,imm`, or a constant pointer
+    /// slot `mov reg,[rip+X]` (second field true).
+    Value(u64, bool),
+    /// A load `mov reg,[base+disp]`: as good as `call [base+disp]`.
+    Mem(i64),
+}
+
+/// Classify the instruction that defines `reg`.
+fn classify_def(img: &Image<'_>, p: &Instruction) -> Option<RegSrc> {
+    if p.op0_register().size() != 8 {
+        return None;
+    }
+    match (p.mnemonic(), p.op1_kind()) {
+        (Mnemonic::Lea, OpKind::Memory) if p.is_ip_rel_memory_operand() => {
+            Some(RegSrc::Value(p.ip_rel_memory_address(), false))
+        }
+        (Mnemonic::Mov, OpKind::Memory) if p.is_ip_rel_memory_operand() => {
+            match img.read_slot(p.ip_rel_memory_address())? {
+                RelocValue::Value(v) => Some(RegSrc::Value(v, true)),
+                RelocValue::Import(_) => None,
+            }
+        }
+        (Mnemonic::Mov, OpKind::Memory)
+            if p.memory_index() == Register::None && p.memory_base() != Register::None =>
+        {
+            Some(RegSrc::Mem(p.memory_displacement64() as i64))
+        }
+        (Mnemonic::Mov, OpKind::Immediate64 | OpKind::Immediate32to64) => {
+            Some(RegSrc::Value(p.immediate(1), false))
+        }
+        _ => None,
+    }
+}
+
+fn writes_reg(p: &Instruction, reg: Register) -> bool {
+    if p.flow_control() != FlowControl::Next
+        || matches!(
+            p.mnemonic(),
+            Mnemonic::Push | Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Bt
+        )
+    {
+        return false;
+    }
+    (p.op_count() > 0
+        && p.op0_kind() == OpKind::Register
+        && p.op0_register().full_register() == reg)
+        || (matches!(
+            p.mnemonic(),
+            Mnemonic::Xchg | Mnemonic::Xadd | Mnemonic::Cmpxchg
+        ) && p.op_count() > 1
+            && p.op1_kind() == OpKind::Register
+            && p.op1_register().full_register() == reg)
+}
+
+/// The source of `reg` at the indirect call/jump at `idx`, by reaching
+/// definitions over the function's control flow: every definition that can
+/// reach the site must be the same constant or the same `[base+disp]` load.
+/// The caller's value (function entry), a `pop`, a call clobbering a
+/// caller-saved register, or code reached only through a jump table give
+/// None (then the site is resolved by the indirect-call policy).
+fn reg_source(
+    img: &Image<'_>,
+    instrs: &[Instruction],
+    idx: usize,
+    reg: Register,
+    index_of: &dyn Fn(u64) -> Option<usize>,
+) -> Option<RegSrc> {
+    const ENTRY: u32 = u32::MAX;
+    const OPAQUE: u32 = u32::MAX - 1;
+    const MAX_DEFS: usize = 8;
+    let reg = reg.full_register();
+    if reg.size() != 8 {
+        return None;
+    }
+    let callee_saved = CALLEE_SAVED.contains(&reg);
+    let n = instrs.len();
+    // Definitions reaching the start of each instruction.
+    let mut state: Vec<Option<Vec<u32>>> = vec![None; n];
+    state[0] = Some(vec![ENTRY]);
+    let mut work = vec![0usize];
+    let mut budget = 64 * n + 64;
+    while let Some(i) = work.pop() {
+        if budget == 0 {
+            return None;
+        }
+        budget -= 1;
+        let Some(cur) = state[i].clone() else {
+            continue;
+        };
+        let p = &instrs[i];
+        let out: Vec<u32> = if writes_reg(p, reg) {
+            vec![if p.mnemonic() == Mnemonic::Pop {
+                OPAQUE
+            } else {
+                i as u32
+            }]
+        } else if !callee_saved
+            && matches!(
+                p.flow_control(),
+                FlowControl::Call | FlowControl::IndirectCall
+            )
+        {
+            vec![OPAQUE]
+        } else {
+            cur
+        };
+        let mut succ: [Option<usize>; 2] = [None, None];
+        match p.flow_control() {
+            FlowControl::Next
+            | FlowControl::Call
+            | FlowControl::IndirectCall
+            | FlowControl::XbeginXabortXend => succ[0] = (i + 1 < n).then_some(i + 1),
+            FlowControl::Interrupt if p.mnemonic() != Mnemonic::Int3 => {
+                succ[0] = (i + 1 < n).then_some(i + 1)
+            }
+            FlowControl::ConditionalBranch => {
+                succ[0] = (i + 1 < n).then_some(i + 1);
+                succ[1] = index_of(p.near_branch_target());
+            }
+            FlowControl::UnconditionalBranch if p.op0_kind() == OpKind::NearBranch64 => {
+                succ[0] = index_of(p.near_branch_target())
+            }
+            _ => {}
+        }
+        for s in succ.into_iter().flatten() {
+            match &mut state[s] {
+                slot @ None => {
+                    *slot = Some(out.clone());
+                    work.push(s);
+                }
+                Some(old) => {
+                    let before = old.len();
+                    for d in &out {
+                        if !old.contains(d) {
+                            old.push(*d);
+                        }
+                    }
+                    if old.len() > MAX_DEFS {
+                        return None;
+                    }
+                    if old.len() != before {
+                        work.push(s);
+                    }
+                }
+            }
+        }
+    }
+    let defs = state[idx].as_ref()?;
+    if std::env::var_os("STACKCHECK_DEBUG").is_some() {
+        eprintln!(
+            "site {:#x}: defs {:?}",
+            instrs[idx].ip(),
+            defs.iter()
+                .map(|&d| if d >= OPAQUE {
+                    format!("{d:#x}")
+                } else {
+                    format!("{:#x}", instrs[d as usize].ip())
+                })
+                .collect::<Vec<_>>()
+        );
+    }
+    let mut result: Option<RegSrc> = None;
+    for &d in defs {
+        if d == ENTRY || d == OPAQUE {
+            return None;
+        }
+        let src = classify_def(img, &instrs[d as usize])?;
+        match result {
+            None => result = Some(src),
+            Some(r) if r == src => {}
+            Some(_) => return None,
+        }
+    }
+    result
 }
 
 /// `jmp reg`/`jmp [..]` preceded by a scaled-index table load: a jump table.

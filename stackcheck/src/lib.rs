@@ -14,6 +14,7 @@ pub mod config;
 pub mod dwarf;
 pub mod elf;
 pub mod graph;
+pub mod hwm;
 pub mod mcode;
 pub mod report;
 pub mod symbolize;
@@ -39,17 +40,18 @@ macro_rules! bail_input {
     };
 }
 
-/// Simple glob match supporting `*` (any run of characters) and `?`.
+/// Simple glob match supporting `*` (any run of characters) and `?` (one
+/// byte). Works on bytes without allocating.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -60,7 +62,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi] == b'*' {
         pi += 1;
     }
     pi == p.len()

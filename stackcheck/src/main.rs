@@ -42,6 +42,26 @@ enum Cmd {
         #[arg(long, default_value = "reports")]
         out_dir: PathBuf,
     },
+    /// Soundness: compare the STACK-HWM lines of a serial log (measured
+    /// high-water marks) with the static bound of each stack.
+    Hwm {
+        #[command(flatten)]
+        input: Input,
+        /// Serial log with STACK-HWM lines.
+        #[arg(long)]
+        log: PathBuf,
+    },
+    /// Explain functions (glob): frame, bound, call edges with their cost,
+    /// issues, and the recursive cycle they belong to. For writing annotations.
+    Explain {
+        #[command(flatten)]
+        input: Input,
+        /// Image name (default: the only/first image).
+        #[arg(long)]
+        image_name: Option<String>,
+        /// Function glob (raw or demangled).
+        pattern: String,
+    },
     /// List every function with its frame size, its source (cfi, code,
     /// config) and, for cross-checking, the machine-code size.
     Frames {
@@ -67,6 +87,9 @@ struct Input {
     /// Override an image path: NAME=PATH (repeatable).
     #[arg(long = "image", value_name = "NAME=PATH")]
     images: Vec<String>,
+    /// Check only these images of the config (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
     /// The ELF, when the config defines at most one image.
     #[arg(long)]
     elf: Option<PathBuf>,
@@ -105,7 +128,7 @@ fn run(cli: Cli) -> Result<bool> {
             if input.all_functions {
                 return all_functions(&input);
             }
-            let (r, base_ok) = check(&input)?;
+            let (r, base_ok) = check(&input, json)?;
             if json {
                 print!("{}", report::json(&r));
             } else {
@@ -114,7 +137,7 @@ fn run(cli: Cli) -> Result<bool> {
             Ok(r.ok && base_ok)
         }
         Cmd::Report { input, out_dir } => {
-            let (r, base_ok) = check(&input)?;
+            let (r, base_ok) = check(&input, true)?;
             if let Err(e) = std::fs::create_dir_all(&out_dir) {
                 bail_input!("cannot create {}: {e}", out_dir.display());
             }
@@ -135,6 +158,25 @@ fn run(cli: Cli) -> Result<bool> {
             println!("reports written to {}", out_dir.display());
             Ok(r.ok && base_ok)
         }
+        Cmd::Hwm { input, log } => {
+            let (r, _) = check(&input, false)?;
+            let text = match std::fs::read(&log) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => bail_input!("cannot read log {}: {e}", log.display()),
+            };
+            let hwms = stackcheck::hwm::parse(&text);
+            if hwms.is_empty() {
+                bail_input!("no STACK-HWM lines in {}", log.display());
+            }
+            let (s, ok) = stackcheck::hwm::compare(&r, &hwms);
+            print!("{s}");
+            Ok(ok)
+        }
+        Cmd::Explain {
+            input,
+            image_name,
+            pattern,
+        } => explain(&input, image_name, &pattern),
         Cmd::Frames { elf } => {
             let data = analysis::read_file(&elf)?;
             let a = analysis::analyze_image(&data, &Config::default(), "main", true)?;
@@ -184,7 +226,7 @@ fn read_stdin() -> Result<String> {
 }
 
 /// Load config and image paths, run the analysis, apply the baseline.
-fn check(input: &Input) -> Result<(Report, bool)> {
+fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
     let mut cfg = match &input.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -222,6 +264,16 @@ fn check(input: &Input) -> Result<(Report, bool)> {
             ),
         }
     }
+    if !input.only.is_empty() {
+        for o in &input.only {
+            if !paths.contains_key(o) {
+                bail_input!("--only {o}: no image `{o}`");
+            }
+        }
+        paths.retain(|k, _| input.only.contains(k));
+        cfg.entries
+            .retain(|e| e.image.as_ref().is_none_or(|i| input.only.contains(i)));
+    }
     if paths.is_empty() {
         bail_input!("no ELF given: use --elf PATH, --image NAME=PATH or [images] in the config");
     }
@@ -246,7 +298,7 @@ fn check(input: &Input) -> Result<(Report, bool)> {
     if cfg.entries.is_empty() {
         bail_input!("no entry points: give --entry SYMBOL or [[entry]] tables in the config");
     }
-    let r = analysis::run(&cfg, &paths)?;
+    let r = analysis::run_with(&cfg, &paths, path_locations)?;
     let mut ok = true;
     if let Some(b) = &input.baseline {
         let text = match std::fs::read_to_string(b) {
@@ -342,6 +394,99 @@ fn all_functions(input: &Input) -> Result<bool> {
             "deepest bounded function: {} ({v} bytes)",
             a.bounds.names[i]
         );
+    }
+    Ok(true)
+}
+
+fn explain(input: &Input, image_name: Option<String>, pattern: &str) -> Result<bool> {
+    let cfg = match &input.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let base_dir = input
+        .config
+        .as_ref()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let mut paths: BTreeMap<String, PathBuf> = cfg
+        .images
+        .iter()
+        .map(|(k, v)| (k.clone(), base_dir.join(&v.path)))
+        .collect();
+    for spec in &input.images {
+        if let Some((k, v)) = spec.split_once('=') {
+            paths.insert(k.to_string(), PathBuf::from(v));
+        }
+    }
+    if let Some(elf) = &input.elf {
+        paths.insert(
+            image_name.clone().unwrap_or_else(|| "main".into()),
+            elf.clone(),
+        );
+    }
+    let name = match image_name.or_else(|| paths.keys().next().cloned()) {
+        Some(n) => n,
+        None => bail_input!("no ELF given"),
+    };
+    let Some(path) = paths.get(&name) else {
+        bail_input!("no image `{name}`")
+    };
+    let data = analysis::read_file(path)?;
+    let a = analysis::analyze_image(&data, &cfg, &name, false)?;
+    let b = &a.bounds;
+    let mut scc_size = BTreeMap::new();
+    for &s in &b.scc_of {
+        *scc_size.entry(s).or_insert(0usize) += 1;
+    }
+    for i in 0..b.names.len() {
+        let raw = if i < b.nfuncs {
+            a.img.functions[i].name.as_str()
+        } else {
+            ""
+        };
+        if !stackcheck::glob_match(pattern, &b.names[i]) && !stackcheck::glob_match(pattern, raw) {
+            continue;
+        }
+        let fr = b.frames[i]
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        println!(
+            "{} @ {:#x}: frame {fr} ({:?}), entry depth {}, bound {}, cycle size {}",
+            b.names[i],
+            b.addrs[i],
+            b.sources[i],
+            b.entry_depth[i],
+            b.bound[i]
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unbounded".into()),
+            scc_size[&b.scc_of[i]]
+        );
+        for e in &b.edges[i] {
+            let c = b.bound[e.to]
+                .map(|v| stackcheck::bound::cost(e, v, b.entry_depth[e.to]).to_string());
+            println!(
+                "    {:#x} (+{:#x}) {:?} {:?} depth {} -> {}  cost {}{}",
+                e.site,
+                e.site.saturating_sub(b.addrs[i]),
+                e.kind,
+                e.how,
+                e.depth,
+                b.names[e.to],
+                c.unwrap_or_else(|| "unbounded".into()),
+                if b.scc_of[e.to] == b.scc_of[i] {
+                    "  [same cycle]"
+                } else {
+                    ""
+                }
+            );
+        }
+        for is in &b.issues[i] {
+            println!(
+                "    issue {}: {} at {}: {}",
+                is.kind, is.function, is.address, is.detail
+            );
+        }
     }
     Ok(true)
 }

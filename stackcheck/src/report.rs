@@ -185,7 +185,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
         if e.worst_path.is_empty() {
             continue;
         }
-        let root = format!("{} [{}]", e.name, e.stack);
+        let root = format!("{} [{}]", e.name, e.stack).replace(';', ":");
         push_path(&mut out, &root, e);
         if let Some(n) = &e.nested_worst
             && let Some(ne) = r
@@ -194,7 +194,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
                 .find(|x| &x.name == n && x.image == e.image)
             && e.nested_bound.is_some()
         {
-            let nroot = format!("{root};[nested] {}", ne.name);
+            let nroot = format!("{root};[nested] {}", ne.name.replace(';', ":"));
             push_path(&mut out, &nroot, ne);
         }
     }
@@ -203,7 +203,7 @@ pub fn collapsed(r: &Report) -> Vec<String> {
 
 fn push_path(out: &mut Vec<String>, root: &str, e: &EntryReport) {
     let clean = |s: &str| s.replace(';', ":").replace(' ', "_");
-    let mut prefix = root.replace(';', ":");
+    let mut prefix = root.to_string();
     let steps = &e.worst_path;
     let base = steps.first().map(|s| s.stack_at_entry).unwrap_or(0);
     let mut used = 0u64;
@@ -248,10 +248,23 @@ pub fn flamegraph(r: &Report) -> Result<Vec<u8>> {
 /// SARIF 2.1.0 log: violations, unbounded entries, large moves and frames.
 pub fn sarif(r: &Report) -> String {
     let mut results = Vec::new();
+    // Code-scanning tools want paths relative to the repository root (the
+    // working directory of `make stackcheck`); others stay absolute.
+    let cwd = std::env::current_dir()
+        .ok()
+        .map(|p| p.display().to_string());
+    let rel = |f: &str| -> String {
+        match &cwd {
+            Some(c) if f.starts_with(c.as_str()) && f.as_bytes().get(c.len()) == Some(&b'/') => {
+                f[c.len() + 1..].to_string()
+            }
+            _ => f.to_string(),
+        }
+    };
     let location = |file: &Option<String>, line: Option<u32>| -> serde_json::Value {
         match file {
             Some(f) => json!([{ "physicalLocation": {
-                "artifactLocation": { "uri": f },
+                "artifactLocation": { "uri": rel(f) },
                 "region": { "startLine": line.unwrap_or(1).max(1) }
             }}]),
             None => json!([]),

@@ -390,3 +390,53 @@ fn symbolize_with_inlined_frames_and_build_id_check() {
         "no BACKTRACE BEGIN block",
     );
 }
+
+#[test]
+fn hwm_soundness_check() {
+    let dir = tmp("hwm");
+    let elf = graph_fixture("tail");
+    let cfg = write(
+        &dir,
+        "c.toml",
+        b"[[entry]]\nname = \"t\"\nsymbol = \"ta_entry\"\nstack = \"task\"\nbudget = 1000\n",
+    );
+    let log = |used: u64| {
+        write(&dir, "serial.log", format!("boot\nSTACK-HWM kind=task name=init cpu=0 task=1 size=32768 used={used}\nSTACK-HWM kind=boot name=boot cpu=0 task=- size=65536 used=5000\n").as_bytes())
+    };
+    let o = stackcheck(&[
+        "hwm",
+        "--config",
+        s(&cfg),
+        "--elf",
+        s(&elf),
+        "--log",
+        s(&log(128)),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("ok (100% of bound)"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no entry point uses this stack"));
+    let o = stackcheck(&[
+        "hwm",
+        "--config",
+        s(&cfg),
+        "--elf",
+        s(&elf),
+        "--log",
+        s(&log(129)),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("UNSOUND"));
+    let empty = write(&dir, "empty.log", b"nothing\n");
+    expect_bad_input(
+        &stackcheck(&[
+            "hwm",
+            "--config",
+            s(&cfg),
+            "--elf",
+            s(&elf),
+            "--log",
+            s(&empty),
+        ]),
+        "no STACK-HWM lines",
+    );
+}

@@ -336,7 +336,11 @@ fn graph_indirect_calls() {
         .filter(|i| i.kind == "unresolved-indirect")
         .map(|i| i.function.as_str())
         .collect();
-    assert_eq!(sites, ["id_entry", "id_vcall"]);
+    assert_eq!(
+        sites,
+        ["id_entry", "id_vcall"],
+        "id_lea's call is resolved from the lea"
+    );
     assert_eq!(with("indirect = \"address-taken\"", "").bound, Some(128));
     assert_eq!(with("indirect = \"vtable\"", "").bound, Some(120));
     let ann = "[[indirect]]\ncaller = \"id_entry\"\ntargets = [\"id_a\"]\n";
@@ -402,6 +406,21 @@ cpu_pushed = 48
     assert_eq!(task.bound, Some(128 + 88));
     assert_eq!(task.headroom, Some(4096 - 216));
     assert!(r.ok);
+    // Flame graph input: the host's path and the nested entry on top of it;
+    // the widths under the host root add up to its total bound.
+    let lines = stackcheck::report::collapsed(&r);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("task [task];[nested] irq;ta_leaf ")),
+        "{lines:?}"
+    );
+    let total: u64 = lines
+        .iter()
+        .filter(|l| l.starts_with("task [task];"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 216, "{lines:?}");
     // Budget exceeded.
     let r = analysis::run(
         &Config::parse(&cfg.replace("budget = 4096", "budget = 200"), "t").unwrap(),
@@ -425,4 +444,124 @@ fn graph_exception_entry_with_signal_frame_cfi() {
     // On an interrupted stack: up to 8 bytes of alignment before the frame.
     let e = bound_of(&elf, &entry_cfg("ex_stub14", "cpu_pushed = 56"));
     assert_eq!(e.bound, Some(208));
+}
+
+#[test]
+fn graph_register_calls_and_noreturn() {
+    let elf = graph_fixture("regs");
+    let e = bound_of(
+        &elf,
+        &format!(
+            "[analysis]\nindirect = \"none\"\n{}",
+            entry_cfg("rg_entry", "")
+        ),
+    );
+    assert_eq!(e.status, Status::Ok, "{:?}", e.issues);
+    assert_eq!(e.bound, Some(64));
+    assert_eq!(e.worst_path[0].resolution.as_deref(), Some("slot"));
+    assert_eq!(e.worst_path[1].function, "rg_leaf");
+}
+
+#[test]
+fn stale_indirect_annotation_is_unbounded() {
+    let elf = graph_fixture("indirect");
+    let cfg = format!(
+        "[analysis]\nindirect = \"none\"\n{}\n[[indirect]]\ncaller = \"id_*\"\ntargets = [\"no_such_function\"]\n",
+        entry_cfg("id_entry", "")
+    );
+    let e = bound_of(&elf, &cfg);
+    assert_eq!(e.status, Status::Unbounded);
+    assert!(
+        e.issues.iter().any(|i| i.kind == "stale-annotation"),
+        "{:?}",
+        e.issues
+    );
+    // `exclude` removes targets.
+    let cfg = format!(
+        "[analysis]\nindirect = \"none\"\n{}\n[[indirect]]\ncaller = \"id_*\"\ntargets = [\"id_*\"]\nexclude = [\"id_b\", \"id_entry\", \"id_vcall\", \"id_lea\"]\n",
+        entry_cfg("id_entry", "")
+    );
+    // Both sites -> {id_a, id_v1, id_v2} (max frame 56): id_vcall = 8 + 56,
+    // id_entry = max(16 + 56, 16 + B(id_vcall)) = 16 + 64.
+    assert_eq!(bound_of(&elf, &cfg).bound, Some(80));
+}
+
+#[test]
+fn line_index_agrees_with_addr2line() {
+    // The fast aranges-based lookup used for reports must give the same
+    // file:line as addr2line's full context, on gcc and rustc DWARF.
+    let c = tmp("lines-c");
+    let obj = c.join("frames.o");
+    run(Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-c",
+        ])
+        .arg(fixtures().join("c/frames.c"))
+        .arg("-o")
+        .arg(&obj));
+    let exe = c.join("frames");
+    gcc_link(&[obj], &exe, &[]);
+    let obj2 = c.join("inline.o");
+    run(Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-pie",
+            "-c",
+        ])
+        .arg(fixtures().join("graphs/inline.c"))
+        .arg("-o")
+        .arg(&obj2));
+    let exe2 = c.join("inline");
+    gcc_link(&[obj2], &exe2, &[]);
+    let mut checked = 0;
+    let mut inlined = 0;
+    for elf in [exe, exe2, graph_fixture("got")] {
+        let data = std::fs::read(&elf).unwrap();
+        let img = stackcheck::elf::Image::parse(&data).unwrap();
+        let full = stackcheck::dwarf::Lines::new(&img);
+        let fast = stackcheck::dwarf::LineIndex::new(&data);
+        for f in &img.functions {
+            for addr in f.addr..f.end() {
+                assert_eq!(
+                    fast.location(addr),
+                    full.location(addr),
+                    "{} at {addr:#x}",
+                    f.demangled
+                );
+                // The inline chain (row, then each call site outwards) too.
+                let want: Vec<(String, u32)> = full
+                    .frames(addr)
+                    .into_iter()
+                    .filter_map(|fr| Some((fr.file?, fr.line.unwrap_or(0))))
+                    .collect();
+                assert_eq!(fast.chain(addr), want, "{} at {addr:#x}", f.demangled);
+                inlined += usize::from(want.len() > 1);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+    assert!(
+        inlined > 10,
+        "the inline fixture must exercise inlined frames: {inlined}"
+    );
+}
+
+#[test]
+fn entry_without_return_address() {
+    // Jumped to on a fresh stack (cpu_pushed = 0): no return address below
+    // the first frame, so the bound is 8 less and the path starts at 0.
+    let elf = graph_fixture("tail");
+    let e = bound_of(&elf, &entry_cfg("ta_entry", "cpu_pushed = 0"));
+    assert_eq!(e.bound, Some(120));
+    assert_eq!(e.worst_path[0].stack_at_entry, 0);
+    assert_eq!(e.worst_path[1].stack_at_entry, 32);
 }

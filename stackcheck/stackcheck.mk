@@ -1,0 +1,48 @@
+# stackcheck (issue 5): static stack-depth check of the kernel and stage2.
+# Included by the top-level Makefile, which provides CARGO, KERNEL_ELF,
+# STAGE2_ELF, the `kernel` target and the FRAGMENT_TESTS/FRAGMENT_BENCHES lists.
+
+STACKCHECK_BIN := target/release/stackcheck
+STACKCHECK_ARGS := --config stackcheck.toml --image kernel=$(KERNEL_ELF) --image stage2=$(STAGE2_ELF)
+
+.PHONY: stackcheck-bin stackcheck stackcheck-soundness test-stackcheck bench-stackcheck
+
+stackcheck-bin:
+	$(CARGO) build --release -p stackcheck --bin stackcheck
+
+## stackcheck: check every entry point of the kernel and stage2 against its
+## budget and write reports/ (report.json, report.md, flamegraph.svg,
+## report.sarif). Fails (exit 1) on a violation or an unbounded entry.
+stackcheck: kernel stackcheck-bin
+	$(STACKCHECK_BIN) report $(STACKCHECK_ARGS) --out-dir reports
+
+## stackcheck-soundness: boot the kernel under QEMU (a plain boot, and the
+## deepest in-QEMU test, backtrace-bench) and check that every measured
+## STACK-HWM is within the static bound of its stack.
+STACKCHECK_SOUNDNESS_BOOTS := default test=backtrace-bench
+stackcheck-soundness: igvm stackcheck-bin
+	@mkdir -p build
+	@set -e; for boot in $(STACKCHECK_SOUNDNESS_BOOTS); do \
+	  log=build/stackcheck-serial-$${boot#test=}.log; \
+	  if [ "$$boot" = default ]; then args=""; else args="--cmdline $$boot"; fi; \
+	  $(IGVM_BUILD) run $(IGVM) $$args > $$log 2>&1 || true; \
+	  echo "stackcheck-soundness: boot '$$boot'"; \
+	  $(STACKCHECK_BIN) hwm $(STACKCHECK_ARGS) --log $$log; \
+	done
+
+## test-stackcheck: unit/CLI/robustness tests and the validation suites
+## (rustc -Z emit-stack-sizes fixture, gcc -fstack-usage fixture, hand-built
+## call graphs), then the real budget check and the QEMU soundness check.
+test-stackcheck:
+	$(CARGO) test -p stackcheck
+	$(MAKE) --no-print-directory stackcheck
+	$(MAKE) --no-print-directory stackcheck-soundness
+
+## bench-stackcheck: median wall time of `stackcheck check` vs `objdump -d`
+## on the kernel and on /usr/bin/qemu-system-x86_64 (not a test).
+bench-stackcheck: kernel stackcheck-bin
+	$(CARGO) run --release -q -p stackcheck --example bench -- \
+	  $(STACKCHECK_BIN) stackcheck.toml $(KERNEL_ELF) /usr/bin/qemu-system-x86_64
+
+FRAGMENT_TESTS += test-stackcheck
+FRAGMENT_BENCHES += bench-stackcheck
