@@ -391,3 +391,11 @@ fn memory_map_without_the_kernel_region_is_refused() {
         out.serial
     );
 }
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn nmi_is_handled_and_returns() {
+    let out = boot_case("test=nmi");
+    expect_exit(&out, ExitCode::Success);
+    assert!(out.serial.contains("TEST nmi: PASS"), "{}", out.serial);
+}

@@ -88,6 +88,11 @@ const CASES: &[Case] = &[
         run: underflow,
     },
     Case {
+        name: "nmi",
+        on: RunsOn::Task,
+        run: nmi_returns,
+    },
+    Case {
         name: "double-fault",
         on: RunsOn::Task,
         run: pf_delivery_fails,
@@ -393,4 +398,16 @@ fn pf_delivery_fails() -> Result<(), &'static str> {
     // SAFETY: reads an unmapped address on purpose to raise #PF.
     unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
     Err("page fault was delivered")
+}
+
+/// An NMI is handled on its IST stack and returns to the interrupted code.
+fn nmi_returns() -> Result<(), &'static str> {
+    let cpu = crate::cpu::percpu::this_cpu();
+    let before = cpu.nmi_count.load(Ordering::Relaxed);
+    // SAFETY: software NMI; the handler counts it and returns.
+    unsafe { core::arch::asm!("int 2") };
+    if cpu.nmi_count.load(Ordering::Relaxed) != before + 1 {
+        return Err("NMI was not counted");
+    }
+    Ok(())
 }

@@ -16,7 +16,8 @@ pub struct PerCpu {
     /// Nesting depth of the page-fault handler (a fault while handling a fault
     /// is reported instead of recursing).
     pub pf_depth: AtomicU32,
-    pub df_depth: AtomicU32,
+    /// NMIs taken on this CPU.
+    pub nmi_count: AtomicU64,
 }
 
 impl PerCpu {
@@ -26,7 +27,7 @@ impl PerCpu {
             cpu_id,
             current_task: AtomicU32::new(NO_TASK),
             pf_depth: AtomicU32::new(0),
-            df_depth: AtomicU32::new(0),
+            nmi_count: AtomicU64::new(0),
         }
     }
 }
