@@ -576,6 +576,11 @@ fn reg_source(
             continue;
         };
         let p = &instrs[i];
+        let cur = if cur.contains(&OPAQUE) {
+            vec![OPAQUE]
+        } else {
+            cur
+        };
         let out: Vec<u32> = if writes_reg(p, reg) {
             vec![if p.mnemonic() == Mnemonic::Pop {
                 OPAQUE
@@ -617,16 +622,18 @@ fn reg_source(
                     work.push(s);
                 }
                 Some(old) => {
-                    let before = old.len();
+                    // OPAQUE absorbs (top of the lattice); so does overflow.
+                    let mut merged = old.clone();
                     for d in &out {
-                        if !old.contains(d) {
-                            old.push(*d);
+                        if !merged.contains(d) {
+                            merged.push(*d);
                         }
                     }
-                    if old.len() > MAX_DEFS {
-                        return None;
+                    if merged.len() > MAX_DEFS || merged.contains(&OPAQUE) {
+                        merged = vec![OPAQUE];
                     }
-                    if old.len() != before {
+                    if merged != *old {
+                        *old = merged;
                         work.push(s);
                     }
                 }
