@@ -460,6 +460,19 @@ fn graph_register_calls_and_noreturn() {
     assert_eq!(e.bound, Some(64));
     assert_eq!(e.worst_path[0].resolution.as_deref(), Some("slot"));
     assert_eq!(e.worst_path[1].function, "rg_leaf");
+    let e = bound_of(
+        &elf,
+        &format!(
+            "[analysis]\nindirect = \"none\"\n{}",
+            entry_cfg("rg_many", "")
+        ),
+    );
+    assert_eq!(
+        (e.status, e.bound),
+        (Status::Ok, Some(64)),
+        "{:?}",
+        e.issues
+    );
 }
 
 #[test]
