@@ -40,10 +40,10 @@ pub use gimli::{Register, X86_64};
 
 use core::fmt;
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, Evaluation,
-    EvaluationResult, EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr,
-    Piece, ReaderOffset, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection,
-    UnwindTableRow, Value,
+    BaseAddresses, CfaRule, CommonInformationEntry, EhFrame, EhFrameHdr, EhFrameOffset,
+    EndianSlice, Evaluation, EvaluationResult, EvaluationStorage, FrameDescriptionEntry,
+    LittleEndian, ParsedEhFrameHdr, Piece, ReaderOffset, RegisterRule, UnwindContext,
+    UnwindContextStorage, UnwindSection, UnwindTableRow, Value,
 };
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
@@ -59,6 +59,12 @@ pub const DEFAULT_FRAME_LIMIT: usize = 64;
 const MAX_CROSSINGS: usize = 8;
 /// Bound on DWARF expression evaluation steps (CFA/register expressions).
 const MAX_EXPR_ITERATIONS: u32 = 256;
+/// Parsed CIEs a [`Walk`] keeps, so that the frames of one walk parse each
+/// distinct CIE once rather than once per FDE.
+const CIE_CACHE: usize = 4;
+/// `DW_EH_PE_datarel | DW_EH_PE_sdata4`: the usual `.eh_frame_hdr` table
+/// encoding, searched directly (see [`FastTable`]).
+const DATAREL_SDATA4: u8 = 0x3b;
 
 /// Fixed, in-line storage for gimli's unwind context (no allocation).
 #[derive(Debug)]
@@ -76,20 +82,23 @@ impl<'a> EvaluationStorage<Slice<'a>> for FixedStorage {
 }
 
 /// Scratch state for evaluating CFI rows (a few KiB; see
-/// [`UnwindState::SIZE`]). Keep one per CPU or in a static behind a lock,
-/// or on a stack that can afford it; it is reused across frames and walks.
+/// [`UnwindState::SIZE`]). Keep one per CPU or in a static behind a lock
+/// (`new` is a `const fn`, so
+/// `static S: Mutex<UnwindState> = Mutex::new(UnwindState::new());` builds
+/// it at compile time, with no copy at run time), or on a stack that can
+/// afford it; it is reused across frames and walks.
 pub struct UnwindState {
-    ctx: UnwindContext<usize, FixedStorage>,
+    // gimli's context has no `const` constructor: it is created in place by
+    // the first walk that uses this state (see `Walk::eval_frame`).
+    ctx: Option<UnwindContext<usize, FixedStorage>>,
 }
 
 impl UnwindState {
     /// Size in bytes of this state, for callers deciding where to keep it.
     pub const SIZE: usize = core::mem::size_of::<Self>();
 
-    pub fn new() -> Self {
-        Self {
-            ctx: UnwindContext::new_in(),
-        }
+    pub const fn new() -> Self {
+        Self { ctx: None }
     }
 }
 
@@ -381,6 +390,8 @@ pub struct CfiSections<'a> {
 /// malformed data (they report `bad-cfi`).
 pub struct Module<'a> {
     hdr: ParsedEhFrameHdr<Slice<'a>>,
+    /// The search table, when its encoding allows searching it directly.
+    fast: Option<FastTable<'a>>,
     eh_frame: EhFrame<Slice<'a>>,
     bases: BaseAddresses,
     eh_frame_addr: u64,
@@ -425,6 +436,7 @@ impl<'a> Module<'a> {
             bases,
             eh_frame_addr: s.eh_frame_addr,
             eh_frame_len: s.eh_frame.len(),
+            fast: None,
             fde_count: 0,
             pc_start: 0,
             pc_end: 0,
@@ -448,6 +460,7 @@ impl<'a> Module<'a> {
             return Err(".eh_frame_hdr fde_count exceeds the section");
         }
         m.fde_count = count;
+        m.fast = FastTable::new(s.eh_frame_hdr, s.eh_frame_hdr_addr, count);
         m.pc_start = first;
         let last = m
             .table_entry(count.saturating_sub(1))
@@ -477,6 +490,9 @@ impl<'a> Module<'a> {
 
     /// The `n`th search-table entry: (initial location, FDE address).
     fn table_entry(&self, n: usize) -> Option<(u64, u64)> {
+        if let Some(fast) = &self.fast {
+            return fast.entry(n);
+        }
         let table = self.hdr.table()?;
         let mut iter = table.iter(&self.bases);
         let (loc, fde) = iter.nth(n).ok()??;
@@ -484,6 +500,21 @@ impl<'a> Module<'a> {
     }
 
     fn fde_at(&self, fde_addr: u64) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>> {
+        self.fde_at_with(fde_addr, EhFrame::cie_from_offset)
+    }
+
+    fn fde_at_with<F>(
+        &self,
+        fde_addr: u64,
+        get_cie: F,
+    ) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>>
+    where
+        F: FnMut(
+            &EhFrame<Slice<'a>>,
+            &BaseAddresses,
+            EhFrameOffset,
+        ) -> gimli::Result<CommonInformationEntry<Slice<'a>>>,
+    {
         // Computed here rather than with `EhHdrTable::pointer_to_offset`,
         // which subtracts without checking (a corrupt table entry below
         // `.eh_frame` would overflow).
@@ -493,7 +524,7 @@ impl<'a> Module<'a> {
             .filter(|&o| o < self.eh_frame_len)
             .ok_or(gimli::Error::BadBranchTarget(fde_addr))?;
         self.eh_frame
-            .fde_from_offset(&self.bases, EhFrameOffset(off), EhFrame::cie_from_offset)
+            .fde_from_offset(&self.bases, EhFrameOffset(off), get_cie)
     }
 
     /// The FDE covering `pc`, `Ok(None)` if there is none, `Err` if the CFI
@@ -502,14 +533,36 @@ impl<'a> Module<'a> {
         &self,
         pc: u64,
     ) -> Result<Option<FrameDescriptionEntry<Slice<'a>>>, ModuleError> {
-        let Some(table) = self.hdr.table() else {
-            return Ok(None);
+        self.fde_for_with(pc, EhFrame::cie_from_offset)
+    }
+
+    /// [`Module::fde_for`], getting the FDE's CIE from `get_cie`.
+    fn fde_for_with<F>(
+        &self,
+        pc: u64,
+        get_cie: F,
+    ) -> Result<Option<FrameDescriptionEntry<Slice<'a>>>, ModuleError>
+    where
+        F: FnMut(
+            &EhFrame<Slice<'a>>,
+            &BaseAddresses,
+            EhFrameOffset,
+        ) -> gimli::Result<CommonInformationEntry<Slice<'a>>>,
+    {
+        let ptr = if let Some(fast) = &self.fast {
+            fast.lookup(pc).ok_or("malformed .eh_frame_hdr table")?
+        } else {
+            let Some(table) = self.hdr.table() else {
+                return Ok(None);
+            };
+            table
+                .lookup(pc, &self.bases)
+                .and_then(|p| p.direct())
+                .map_err(|_| "malformed .eh_frame_hdr table")?
         };
-        let ptr = table
-            .lookup(pc, &self.bases)
-            .and_then(|p| p.direct())
-            .map_err(|_| "malformed .eh_frame_hdr table")?;
-        let fde = self.fde_at(ptr).map_err(|_| "malformed FDE")?;
+        let fde = self
+            .fde_at_with(ptr, get_cie)
+            .map_err(|_| "malformed FDE")?;
         Ok(fde.contains(pc).then_some(fde))
     }
 
@@ -536,6 +589,70 @@ impl<'a> Module<'a> {
             f(fde.initial_address(), fde.end_address());
         }
         Ok(())
+    }
+}
+
+/// The `.eh_frame_hdr` search table in its usual encoding
+/// (`DW_EH_PE_datarel | DW_EH_PE_sdata4` pairs, after a 4-byte
+/// `eh_frame_ptr` and `fde_count`), binary-searched in place. Other
+/// encodings go through gimli's (slower, general) table reader.
+#[derive(Clone, Copy, Debug)]
+struct FastTable<'a> {
+    /// The `fde_count` 8-byte entries.
+    rows: &'a [u8],
+    /// Base of `datarel`: the address of `.eh_frame_hdr`.
+    base: u64,
+}
+
+impl<'a> FastTable<'a> {
+    fn new(hdr: &'a [u8], hdr_addr: u64, count: usize) -> Option<Self> {
+        let &[_version, ptr_enc, count_enc, table_enc, ..] = hdr else {
+            return None;
+        };
+        // A direct 4-byte encoding (udata4 or sdata4, any application).
+        let four = |enc: u8| enc != 0xff && enc & 0x80 == 0 && matches!(enc & 0x0f, 0x03 | 0x0b);
+        if table_enc != DATAREL_SDATA4 || !four(ptr_enc) || !four(count_enc) || count == 0 {
+            return None;
+        }
+        let len = count.checked_mul(8)?;
+        let rows = hdr.get(12..)?.get(..len)?;
+        Some(FastTable {
+            rows,
+            base: hdr_addr,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.rows.len() / 8
+    }
+
+    /// The `n`th entry: (initial location, FDE address).
+    fn entry(&self, n: usize) -> Option<(u64, u64)> {
+        let row = self.rows.get(n.checked_mul(8)?..)?.first_chunk::<8>()?;
+        let (loc, fde) = row.split_first_chunk::<4>()?;
+        let fde = fde.first_chunk::<4>()?;
+        let rel = |b: &[u8; 4]| {
+            self.base
+                .wrapping_add(i64::from(i32::from_le_bytes(*b)) as u64)
+        };
+        Some((rel(loc), rel(fde)))
+    }
+
+    /// The FDE address of the last entry whose initial location is at most
+    /// `pc` (the first entry if there is none, as gimli does).
+    fn lookup(&self, pc: u64) -> Option<u64> {
+        // Invariant: entries below `lo` start at or below `pc`, entries at or
+        // above `hi` start above it.
+        let (mut lo, mut hi) = (0usize, self.count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid)?.0 <= pc {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(self.entry(lo.saturating_sub(1))?.1)
     }
 }
 
@@ -592,6 +709,125 @@ impl Frame {
     }
 }
 
+/// The CIEs parsed during one walk: (module index, CIE offset, CIE).
+struct CieCache<'a> {
+    entries: [Option<(usize, usize, CommonInformationEntry<Slice<'a>>)>; CIE_CACHE],
+    /// The slot the next miss replaces.
+    next: usize,
+}
+
+impl CieCache<'_> {
+    const fn new() -> Self {
+        CieCache {
+            entries: [const { None }; CIE_CACHE],
+            next: 0,
+        }
+    }
+}
+
+/// What evaluating one frame's rules reads: memory and the callee's
+/// registers.
+struct Eval<'e, 'w, M: Memory + ?Sized> {
+    mem: &'e M,
+    module: &'e Module<'w>,
+    regs: &'e Regs,
+    valid: u32,
+}
+
+impl<'w, M: Memory + ?Sized> Eval<'_, 'w, M> {
+    fn read(&self, addr: u64) -> Result<u64, StopReason> {
+        self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
+    }
+
+    fn reg(&self, reg: Register) -> Result<u64, StopReason> {
+        match self.regs.get(reg) {
+            Some(v) if self.valid & bit(reg) != 0 => Ok(v),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Evaluates a DWARF expression (CFA or register rule) with a bounded,
+    /// allocation-free evaluator. Returns the resulting address/value.
+    fn eval_expr(
+        &self,
+        expr: gimli::Expression<Slice<'w>>,
+        initial: Option<u64>,
+    ) -> Result<u64, StopReason> {
+        let encoding = gimli::Encoding {
+            format: gimli::Format::Dwarf32,
+            version: 4,
+            address_size: 8,
+        };
+        let mut eval: Evaluation<Slice<'w>, FixedStorage> = Evaluation::new_in(expr.0, encoding);
+        eval.set_max_iterations(MAX_EXPR_ITERATIONS);
+        if let Some(v) = initial {
+            eval.set_initial_value(v);
+        }
+        let mut res = eval.evaluate().map_err(|_| StopReason::BadCfi)?;
+        loop {
+            res = match res {
+                EvaluationResult::Complete => break,
+                EvaluationResult::RequiresMemory { address, size, .. } => {
+                    if size != 8 {
+                        return Err(StopReason::BadCfi);
+                    }
+                    let v = self.read(address)?;
+                    eval.resume_with_memory(Value::Generic(v))
+                }
+                EvaluationResult::RequiresRegister { register, .. } => {
+                    let v = self.reg(register)?;
+                    eval.resume_with_register(Value::Generic(v))
+                }
+                _ => return Err(StopReason::BadCfi),
+            }
+            .map_err(|_| StopReason::BadCfi)?;
+        }
+        match eval.as_result() {
+            [
+                Piece {
+                    location: gimli::Location::Address { address },
+                    size_in_bits: None,
+                    bit_offset: None,
+                },
+            ] => Ok(*address),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Applies one register rule. `Ok(None)` means "undefined".
+    fn apply(
+        &self,
+        reg: Register,
+        rule: &RegisterRule<usize>,
+        cfa: u64,
+    ) -> Result<Option<u64>, StopReason> {
+        Ok(Some(match *rule {
+            RegisterRule::Undefined => return Ok(None),
+            RegisterRule::SameValue => {
+                return Ok(self.regs.get(reg).filter(|_| self.valid & bit(reg) != 0));
+            }
+            RegisterRule::Offset(n) => self.read(cfa.wrapping_add_signed(n))?,
+            RegisterRule::ValOffset(n) => cfa.wrapping_add_signed(n),
+            RegisterRule::Register(r) => self.reg(r)?,
+            RegisterRule::Expression(e) => {
+                let expr = e
+                    .get(&self.module.eh_frame)
+                    .map_err(|_| StopReason::BadCfi)?;
+                let addr = self.eval_expr(expr, Some(cfa))?;
+                self.read(addr)?
+            }
+            RegisterRule::ValExpression(e) => {
+                let expr = e
+                    .get(&self.module.eh_frame)
+                    .map_err(|_| StopReason::BadCfi)?;
+                self.eval_expr(expr, Some(cfa))?
+            }
+            RegisterRule::Constant(c) => c,
+            RegisterRule::Architectural => return Err(StopReason::BadCfi),
+        }))
+    }
+}
+
 /// Walks the stack from a register context to its callers, one [`Frame`] at a
 /// time (an [`Iterator`]). After the iterator ends, [`Walk::stop_reason`]
 /// says why. Each `next()` does a bounded amount of work; the whole walk
@@ -609,6 +845,7 @@ pub struct Walk<'w, M: Memory + ?Sized> {
     stop: Option<StopReason>,
     crossings: [(u64, u64); MAX_CROSSINGS],
     ncross: usize,
+    cies: CieCache<'w>,
 }
 
 impl<'w, M: Memory + ?Sized> Walk<'w, M> {
@@ -636,6 +873,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             stop: None,
             crossings: [(0, 0); MAX_CROSSINGS],
             ncross: 0,
+            cies: CieCache::new(),
         }
     }
 
@@ -675,66 +913,32 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         self.stop.unwrap_or(StopReason::FrameLimit)
     }
 
-    fn read(&self, addr: u64) -> Result<u64, StopReason> {
-        self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
-    }
-
-    fn reg(&self, regs: &Regs, valid: u32, reg: Register) -> Result<u64, StopReason> {
-        match regs.get(reg) {
-            Some(v) if valid & bit(reg) != 0 => Ok(v),
-            _ => Err(StopReason::BadCfi),
-        }
-    }
-
-    /// Evaluates a DWARF expression (CFA or register rule) with a bounded,
-    /// allocation-free evaluator. Returns the resulting address/value.
-    fn eval_expr(
-        &self,
+    /// The FDE covering `lookup_pc` in `module` (index `mi` in the walk's
+    /// modules), its CIE taken from the walk's CIE cache when present.
+    #[allow(clippy::type_complexity)]
+    fn fde_cached(
+        cies: &mut CieCache<'w>,
+        mi: usize,
         module: &Module<'w>,
-        expr: gimli::Expression<Slice<'w>>,
-        initial: Option<u64>,
-        valid: u32,
-    ) -> Result<u64, StopReason> {
-        let encoding = gimli::Encoding {
-            format: gimli::Format::Dwarf32,
-            version: 4,
-            address_size: 8,
-        };
-        let _ = module;
-        let mut eval: Evaluation<Slice<'w>, FixedStorage> = Evaluation::new_in(expr.0, encoding);
-        eval.set_max_iterations(MAX_EXPR_ITERATIONS);
-        if let Some(v) = initial {
-            eval.set_initial_value(v);
-        }
-        let mut res = eval.evaluate().map_err(|_| StopReason::BadCfi)?;
-        loop {
-            res = match res {
-                EvaluationResult::Complete => break,
-                EvaluationResult::RequiresMemory { address, size, .. } => {
-                    if size != 8 {
-                        return Err(StopReason::BadCfi);
-                    }
-                    let v = self.read(address)?;
-                    eval.resume_with_memory(Value::Generic(v))
-                }
-                EvaluationResult::RequiresRegister { register, .. } => {
-                    let v = self.reg(&self.regs, valid, register)?;
-                    eval.resume_with_register(Value::Generic(v))
-                }
-                _ => return Err(StopReason::BadCfi),
+        lookup_pc: u64,
+    ) -> Result<Option<FrameDescriptionEntry<Slice<'w>>>, ModuleError> {
+        module.fde_for_with(lookup_pc, |section, bases, off| {
+            if let Some((_, _, cie)) = cies
+                .entries
+                .iter()
+                .flatten()
+                .find(|e| e.0 == mi && e.1 == off.0)
+            {
+                return Ok(cie.clone());
             }
-            .map_err(|_| StopReason::BadCfi)?;
-        }
-        match eval.as_result() {
-            [
-                Piece {
-                    location: gimli::Location::Address { address },
-                    size_in_bits: None,
-                    bit_offset: None,
-                },
-            ] => Ok(*address),
-            _ => Err(StopReason::BadCfi),
-        }
+            let cie = section.cie_from_offset(bases, off)?;
+            let slot = cies.next % CIE_CACHE;
+            if let Some(e) = cies.entries.get_mut(slot) {
+                *e = Some((mi, off.0, cie.clone()));
+            }
+            cies.next = slot.wrapping_add(1);
+            Ok(cie)
+        })
     }
 
     /// Evaluates the current frame's CFI. Returns its CFA, whether its CIE is
@@ -746,57 +950,73 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         lookup_pc: u64,
     ) -> Result<(u64, bool, Option<(Regs, u32)>), (Option<u64>, StopReason)> {
         let modules = self.modules;
-        let module = modules
+        let (mi, module) = modules
             .iter()
-            .find(|m| m.spans(lookup_pc))
+            .enumerate()
+            .find(|(_, m)| m.spans(lookup_pc))
             .ok_or((None, StopReason::NoFde))?;
-        let fde = match module.fde_for(lookup_pc) {
+        let fde = match Self::fde_cached(&mut self.cies, mi, module, lookup_pc) {
             Ok(Some(fde)) => fde,
             Ok(None) => return Err((None, StopReason::NoFde)),
             Err(_) => return Err((None, StopReason::BadCfi)),
         };
         let signal = fde.is_signal_trampoline();
         let ra_reg = fde.cie().return_address_register();
-        // Copy the rules we need out of the row so that `self` is free again.
+        let ctx = self.state.ctx.get_or_insert_with(UnwindContext::new_in);
         let row = fde
-            .unwind_info_for_address(
-                &module.eh_frame,
-                &module.bases,
-                &mut self.state.ctx,
-                lookup_pc,
-            )
+            .unwind_info_for_address(&module.eh_frame, &module.bases, ctx, lookup_pc)
             .map_err(|_| (None, StopReason::BadCfi))?;
-        let cfa_rule = row.cfa().clone();
-        let ra_rule = row.register(ra_reg);
-        let rsp_rule = row.register(X86_64::RSP);
-        let mut rules: [Option<RegisterRule<usize>>; RESTORED.len()] = Default::default();
-        for (reg, rule) in row.registers() {
-            if let Some(i) = RESTORED.iter().position(|r| r == reg) {
-                rules[i] = Some(rule.clone());
-            }
-        }
-
+        // The rules are applied straight from the row (borrowed from the
+        // state), reading memory and registers through `ev`.
+        let ev = Eval {
+            mem: self.mem,
+            module,
+            regs: &self.regs,
+            valid: self.valid,
+        };
         let regs = self.regs;
         let valid = self.valid;
-        let cfa = match cfa_rule {
-            CfaRule::RegisterAndOffset { register, offset } => self
-                .reg(&regs, valid, register)
+        // One pass over the row's rules (instead of a lookup per register),
+        // indexed like the validity mask; applied below in a fixed order.
+        let mut rules: [Option<&RegisterRule<usize>>; 17] = [None; 17];
+        for (reg, rule) in row.registers() {
+            let b = bit(*reg);
+            if b != 0
+                && let Some(slot) = rules.get_mut(b.trailing_zeros() as usize)
+            {
+                *slot = Some(rule);
+            }
+        }
+        let rule_of = |reg: Register| {
+            let b = bit(reg);
+            if b == 0 {
+                // Not a tracked register (an odd CIE return-address column).
+                return row.register(reg);
+            }
+            rules
+                .get(b.trailing_zeros() as usize)
+                .copied()
+                .flatten()
+                .cloned()
+        };
+        let cfa = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } => ev
+                .reg(*register)
                 .map_err(|e| (None, e))?
-                .wrapping_add_signed(offset),
+                .wrapping_add_signed(*offset),
             CfaRule::Expression(e) => {
                 let expr = e
                     .get(&module.eh_frame)
                     .map_err(|_| (None, StopReason::BadCfi))?;
-                self.eval_expr(module, expr, None, valid)
-                    .map_err(|e| (None, e))?
+                ev.eval_expr(expr, None).map_err(|e| (None, e))?
             }
         };
         let fail = |e| (Some(cfa), e);
 
-        let ra = match ra_rule {
+        let ra = match rule_of(ra_reg) {
             None | Some(RegisterRule::Undefined) => return Ok((cfa, signal, None)),
-            Some(rule) => self
-                .apply(module, ra_reg, &rule, cfa, &regs, valid)
+            Some(rule) => ev
+                .apply(ra_reg, &rule, cfa)
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
@@ -810,19 +1030,18 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         // By convention the CFA is the caller's stack pointer unless the
         // CFI says otherwise (exception entry stubs restore the interrupted
         // rsp from the CPU-pushed frame).
-        caller.rsp = match rsp_rule {
+        caller.rsp = match rule_of(X86_64::RSP) {
             None => cfa,
-            Some(rule) => self
-                .apply(module, X86_64::RSP, &rule, cfa, &regs, valid)
+            Some(rule) => ev
+                .apply(X86_64::RSP, &rule, cfa)
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        for (rule, reg) in rules.iter().zip(RESTORED) {
-            let Some(rule) = rule else { continue };
-            match self
-                .apply(module, reg, rule, cfa, &regs, valid)
-                .map_err(fail)?
-            {
+        for reg in RESTORED {
+            let Some(rule) = rule_of(reg) else {
+                continue;
+            };
+            match ev.apply(reg, &rule, cfa).map_err(fail)? {
                 Some(v) => {
                     if let Some(slot) = caller.slot(reg) {
                         *slot = v;
@@ -840,38 +1059,6 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             }
         }
         Ok((cfa, signal, Some((caller, caller_valid))))
-    }
-
-    /// Applies one register rule. `Ok(None)` means "undefined".
-    fn apply(
-        &self,
-        module: &Module<'w>,
-        reg: Register,
-        rule: &RegisterRule<usize>,
-        cfa: u64,
-        regs: &Regs,
-        valid: u32,
-    ) -> Result<Option<u64>, StopReason> {
-        Ok(Some(match *rule {
-            RegisterRule::Undefined => return Ok(None),
-            RegisterRule::SameValue => {
-                return Ok(regs.get(reg).filter(|_| valid & bit(reg) != 0));
-            }
-            RegisterRule::Offset(n) => self.read(cfa.wrapping_add_signed(n))?,
-            RegisterRule::ValOffset(n) => cfa.wrapping_add_signed(n),
-            RegisterRule::Register(r) => self.reg(regs, valid, r)?,
-            RegisterRule::Expression(e) => {
-                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
-                let addr = self.eval_expr(module, expr, Some(cfa), valid)?;
-                self.read(addr)?
-            }
-            RegisterRule::ValExpression(e) => {
-                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
-                self.eval_expr(module, expr, Some(cfa), valid)?
-            }
-            RegisterRule::Constant(c) => c,
-            RegisterRule::Architectural => return Err(StopReason::BadCfi),
-        }))
     }
 
     fn remember_crossing(&mut self, pc: u64, sp: u64) -> bool {
