@@ -1161,3 +1161,76 @@ pub fn walk<M: Memory + ?Sized>(
         .with_limit(limit)
         .run(f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.eh_frame_hdr` at `addr` with `eh_frame_ptr` (pcrel|sdata4),
+    /// `fde_count` (udata4) and a table in `table_enc` of (loc, fde) pairs,
+    /// both given as offsets from `addr`.
+    fn hdr(table_enc: u8, rows: &[(i32, i32)]) -> [u8; 12 + 8 * 8] {
+        let mut h = [0u8; 12 + 8 * 8];
+        h[..4].copy_from_slice(&[1, 0x1b, 0x03, table_enc]);
+        h[4..8].copy_from_slice(&0x1000i32.to_le_bytes());
+        h[8..12].copy_from_slice(&(rows.len() as u32).to_le_bytes());
+        for (i, &(loc, fde)) in rows.iter().enumerate() {
+            h[12 + 8 * i..16 + 8 * i].copy_from_slice(&loc.to_le_bytes());
+            h[16 + 8 * i..20 + 8 * i].copy_from_slice(&fde.to_le_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn fast_table_lookup_matches_gimli() {
+        const ADDR: u64 = 0xffff_8000_0010_0000;
+        let rows = [
+            (-0x4000, 0x100),
+            (-0x3000, 0x200),
+            (-0x2ff0, 0x300),
+            (-0x100, 0x400),
+            (0x10, 0x500),
+            (0x2000, 0x600),
+            (0x2001, 0x700),
+            (0x7000, 0x800),
+        ];
+        for n in 1..=rows.len() {
+            let h = hdr(DATAREL_SDATA4, &rows[..n]);
+            let fast = FastTable::new(&h, ADDR, n).expect("usual encoding");
+            let bases = BaseAddresses::default().set_eh_frame_hdr(ADDR);
+            let parsed = EhFrameHdr::new(&h[..], LittleEndian)
+                .parse(&bases, 8)
+                .unwrap();
+            let table = parsed.table().unwrap();
+            for &(loc, _) in &rows {
+                for d in [-2i64, -1, 0, 1, 0x800] {
+                    let pc = ADDR.wrapping_add_signed(i64::from(loc) + d);
+                    let want = table.lookup(pc, &bases).unwrap().direct().unwrap();
+                    assert_eq!(fast.lookup(pc), Some(want), "n={n} pc={pc:#x}");
+                }
+            }
+            for (i, e) in table.iter(&bases).enumerate() {
+                let (loc, fde) = e.unwrap();
+                let want = (loc.direct().unwrap(), fde.direct().unwrap());
+                assert_eq!(fast.entry(i), Some(want));
+            }
+            assert_eq!(fast.entry(n), None);
+        }
+    }
+
+    #[test]
+    fn fast_table_only_for_the_usual_encoding() {
+        let h = hdr(DATAREL_SDATA4, &[(0, 0x100), (0x10, 0x200)]);
+        assert!(FastTable::new(&h, 0x1000, 2).is_some());
+        // udata4 rows, or a count that does not fit the section: gimli's path.
+        let h = hdr(0x33, &[(0, 0x100), (0x10, 0x200)]);
+        assert!(FastTable::new(&h, 0x1000, 2).is_none());
+        let h = hdr(DATAREL_SDATA4, &[(0, 0x100)]);
+        assert!(FastTable::new(&h[..20], 0x1000, 2).is_none());
+        assert!(FastTable::new(&h, 0x1000, 0).is_none());
+        // An 8-byte eh_frame_ptr moves the table.
+        let mut h = hdr(DATAREL_SDATA4, &[(0, 0x100)]);
+        h[1] = 0x00;
+        assert!(FastTable::new(&h, 0x1000, 1).is_none());
+    }
+}
