@@ -147,11 +147,13 @@ impl Regs {
     /// The value of a DWARF register (rip as the return-address column, or
     /// any general-purpose register), `None` for other registers. This does
     /// not say whether the value is known; see [`Frame::get`].
+    #[inline]
     pub fn get(&self, reg: Register) -> Option<u64> {
         let mut r = *self;
         r.slot(reg).map(|v| *v)
     }
 
+    #[inline]
     fn slot(&mut self, reg: Register) -> Option<&mut u64> {
         Some(match reg {
             X86_64::RA => &mut self.rip,
@@ -173,6 +175,32 @@ impl Regs {
             X86_64::R11 => &mut self.r11,
             _ => return None,
         })
+    }
+
+    /// Zeroes the general-purpose registers (but rsp) that `valid` does not
+    /// mark as known.
+    #[inline]
+    fn clear_unknown(&mut self, valid: u32) {
+        let mut clear = |reg: Register, v: &mut u64| {
+            if valid & bit(reg) == 0 {
+                *v = 0;
+            }
+        };
+        clear(X86_64::RBP, &mut self.rbp);
+        clear(X86_64::RBX, &mut self.rbx);
+        clear(X86_64::R12, &mut self.r12);
+        clear(X86_64::R13, &mut self.r13);
+        clear(X86_64::R14, &mut self.r14);
+        clear(X86_64::R15, &mut self.r15);
+        clear(X86_64::RAX, &mut self.rax);
+        clear(X86_64::RCX, &mut self.rcx);
+        clear(X86_64::RDX, &mut self.rdx);
+        clear(X86_64::RSI, &mut self.rsi);
+        clear(X86_64::RDI, &mut self.rdi);
+        clear(X86_64::R8, &mut self.r8);
+        clear(X86_64::R9, &mut self.r9);
+        clear(X86_64::R10, &mut self.r10);
+        clear(X86_64::R11, &mut self.r11);
     }
 
     /// The bit of `reg` in a validity mask ([`Frame::valid`]); 0 for a
@@ -254,28 +282,31 @@ const RESTORED: [Register; 15] = [
     X86_64::R11,
 ];
 
+/// Bit of a tracked register in the validity mask, by DWARF number.
+const BITS: [u32; 17] = [
+    1 << 8,  // 0 rax
+    1 << 10, // 1 rdx
+    1 << 9,  // 2 rcx
+    1 << 3,  // 3 rbx
+    1 << 11, // 4 rsi
+    1 << 12, // 5 rdi
+    1 << 2,  // 6 rbp
+    1 << 1,  // 7 rsp
+    1 << 13, // 8 r8
+    1 << 14, // 9 r9
+    1 << 15, // 10 r10
+    1 << 16, // 11 r11
+    1 << 4,  // 12 r12
+    1 << 5,  // 13 r13
+    1 << 6,  // 14 r14
+    1 << 7,  // 15 r15
+    1 << 0,  // 16 return address (rip)
+];
+
 /// Bit of a tracked register in the validity mask.
+#[inline]
 fn bit(reg: Register) -> u32 {
-    match reg {
-        X86_64::RA => 1 << 0,
-        X86_64::RSP => 1 << 1,
-        X86_64::RBP => 1 << 2,
-        X86_64::RBX => 1 << 3,
-        X86_64::R12 => 1 << 4,
-        X86_64::R13 => 1 << 5,
-        X86_64::R14 => 1 << 6,
-        X86_64::R15 => 1 << 7,
-        X86_64::RAX => 1 << 8,
-        X86_64::RCX => 1 << 9,
-        X86_64::RDX => 1 << 10,
-        X86_64::RSI => 1 << 11,
-        X86_64::RDI => 1 << 12,
-        X86_64::R8 => 1 << 13,
-        X86_64::R9 => 1 << 14,
-        X86_64::R10 => 1 << 15,
-        X86_64::R11 => 1 << 16,
-        _ => 0,
-    }
+    BITS.get(usize::from(reg.0)).copied().unwrap_or(0)
 }
 
 /// rip, rsp and the callee-saved registers (rbp, rbx, r12–r15).
@@ -1037,11 +1068,12 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        for reg in RESTORED {
-            let Some(rule) = rule_of(reg) else {
+        // RESTORED lists the registers in validity-bit order from bit 2.
+        for (reg, rule) in RESTORED.into_iter().zip(rules.iter().skip(2)) {
+            let Some(rule) = rule else {
                 continue;
             };
-            match ev.apply(reg, &rule, cfa).map_err(fail)? {
+            match ev.apply(reg, rule, cfa).map_err(fail)? {
                 Some(v) => {
                     if let Some(slot) = caller.slot(reg) {
                         *slot = v;
@@ -1051,13 +1083,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
                 None => caller_valid &= !bit(reg),
             }
         }
-        for reg in RESTORED {
-            if caller_valid & bit(reg) == 0
-                && let Some(slot) = caller.slot(reg)
-            {
-                *slot = 0;
-            }
-        }
+        caller.clear_unknown(caller_valid);
         Ok((cfa, signal, Some((caller, caller_valid))))
     }
 
@@ -1216,6 +1242,38 @@ mod tests {
             }
             assert_eq!(fast.entry(n), None);
         }
+    }
+
+    #[test]
+    fn validity_bits_by_register() {
+        let order = [
+            X86_64::RA,
+            X86_64::RSP,
+            X86_64::RBP,
+            X86_64::RBX,
+            X86_64::R12,
+            X86_64::R13,
+            X86_64::R14,
+            X86_64::R15,
+            X86_64::RAX,
+            X86_64::RCX,
+            X86_64::RDX,
+            X86_64::RSI,
+            X86_64::RDI,
+            X86_64::R8,
+            X86_64::R9,
+            X86_64::R10,
+            X86_64::R11,
+        ];
+        for (i, r) in order.into_iter().enumerate() {
+            assert_eq!(bit(r), 1 << i, "{r:?}");
+        }
+        assert_eq!(bit(X86_64::XMM0), 0);
+        // eval_frame relies on this order.
+        for (i, r) in RESTORED.into_iter().enumerate() {
+            assert_eq!(bit(r), 1 << (i + 2), "{r:?}");
+        }
+        assert_eq!(bit(Register(u16::MAX)), 0);
     }
 
     #[test]
