@@ -181,7 +181,7 @@ impl Regs {
     /// mark as known.
     #[inline]
     fn clear_unknown(&mut self, valid: u32) {
-        let mut clear = |reg: Register, v: &mut u64| {
+        let clear = |reg: Register, v: &mut u64| {
             if valid & bit(reg) == 0 {
                 *v = 0;
             }
