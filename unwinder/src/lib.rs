@@ -580,21 +580,33 @@ impl<'a> Module<'a> {
             EhFrameOffset,
         ) -> gimli::Result<CommonInformationEntry<Slice<'a>>>,
     {
-        let ptr = if let Some(fast) = &self.fast {
-            fast.lookup(pc).ok_or("malformed .eh_frame_hdr table")?
-        } else {
-            let Some(table) = self.hdr.table() else {
-                return Ok(None);
-            };
-            table
-                .lookup(pc, &self.bases)
-                .and_then(|p| p.direct())
-                .map_err(|_| "malformed .eh_frame_hdr table")?
+        let Some(ptr) = self.fde_ptr(pc)? else {
+            return Ok(None);
         };
         let fde = self
             .fde_at_with(ptr, get_cie)
             .map_err(|_| "malformed FDE")?;
         Ok(fde.contains(pc).then_some(fde))
+    }
+
+    /// The address of the FDE that may cover `pc` (the search table's
+    /// candidate, to be checked with `contains`); `Ok(None)` without a
+    /// table.
+    fn fde_ptr(&self, pc: u64) -> Result<Option<u64>, ModuleError> {
+        if let Some(fast) = &self.fast {
+            return fast
+                .lookup(pc)
+                .map(Some)
+                .ok_or("malformed .eh_frame_hdr table");
+        }
+        let Some(table) = self.hdr.table() else {
+            return Ok(None);
+        };
+        table
+            .lookup(pc, &self.bases)
+            .and_then(|p| p.direct())
+            .map(Some)
+            .map_err(|_| "malformed .eh_frame_hdr table")
     }
 
     /// The [start, end) range of the FDE covering `pc`, if any.
@@ -946,14 +958,20 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
 
     /// The FDE covering `lookup_pc` in `module` (index `mi` in the walk's
     /// modules), its CIE taken from the walk's CIE cache when present.
-    #[allow(clippy::type_complexity)]
+    /// (Same as [`Module::fde_for`], without moving the FDE around.)
+    #[inline(always)]
     fn fde_cached(
         cies: &mut CieCache<'w>,
         mi: usize,
         module: &Module<'w>,
         lookup_pc: u64,
-    ) -> Result<Option<FrameDescriptionEntry<Slice<'w>>>, ModuleError> {
-        module.fde_for_with(lookup_pc, |section, bases, off| {
+    ) -> Result<FrameDescriptionEntry<Slice<'w>>, StopReason> {
+        let ptr = match module.fde_ptr(lookup_pc) {
+            Ok(Some(ptr)) => ptr,
+            Ok(None) => return Err(StopReason::NoFde),
+            Err(_) => return Err(StopReason::BadCfi),
+        };
+        let fde = module.fde_at_with(ptr, |section, bases, off| {
             if let Some((_, _, cie)) = cies
                 .entries
                 .iter()
@@ -969,7 +987,12 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             }
             cies.next = slot.wrapping_add(1);
             Ok(cie)
-        })
+        });
+        match fde {
+            Ok(fde) if fde.contains(lookup_pc) => Ok(fde),
+            Ok(_) => Err(StopReason::NoFde),
+            Err(_) => Err(StopReason::BadCfi),
+        }
     }
 
     /// Evaluates the current frame's CFI. Returns its CFA, whether its CIE is
@@ -986,11 +1009,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             .enumerate()
             .find(|(_, m)| m.spans(lookup_pc))
             .ok_or((None, StopReason::NoFde))?;
-        let fde = match Self::fde_cached(&mut self.cies, mi, module, lookup_pc) {
-            Ok(Some(fde)) => fde,
-            Ok(None) => return Err((None, StopReason::NoFde)),
-            Err(_) => return Err((None, StopReason::BadCfi)),
-        };
+        let fde = Self::fde_cached(&mut self.cies, mi, module, lookup_pc).map_err(|e| (None, e))?;
         let signal = fde.is_signal_trampoline();
         let ra_reg = fde.cie().return_address_register();
         let ctx = self.state.ctx.get_or_insert_with(UnwindContext::new_in);
