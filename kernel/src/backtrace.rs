@@ -17,7 +17,7 @@ unsafe extern "C" {
 }
 
 /// Unwinder scratch state: built once at boot, never on the fault path.
-static STATE: Mutex<UnwindState> = Mutex::new(UnwindState::new());
+static STATE: Mutex<UnwindState> = Mutex::new(UnwindState::new_unprepared());
 static SYMTAB: Once<Option<SymTab<'static>>> = Once::new();
 
 fn section(start: &'static u8, end: &'static u8) -> (&'static [u8], u64) {
@@ -48,6 +48,8 @@ fn module() -> Option<Module<'static>> {
 
 /// Prepares the unwinder state and the symbol table (call once at boot).
 pub fn init(symtab_virt: u64, symtab_size: u64) {
+    // Built here, on the boot stack, so no fault path carries its temporary.
+    STATE.lock().prepare();
     SYMTAB.call_once(|| {
         if symtab_virt == 0 || symtab_size == 0 {
             return None;

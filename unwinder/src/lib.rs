@@ -82,14 +82,21 @@ impl<'a> EvaluationStorage<Slice<'a>> for FixedStorage {
 }
 
 /// Scratch state for evaluating CFI rows (a few KiB; see
-/// [`UnwindState::SIZE`]). Keep one per CPU or in a static behind a lock
-/// (`new` is a `const fn`, so
-/// `static S: Mutex<UnwindState> = Mutex::new(UnwindState::new());` builds
-/// it at compile time, with no copy at run time), or on a stack that can
-/// afford it; it is reused across frames and walks.
+/// [`UnwindState::SIZE`]), reused across frames and walks. Keep one per CPU
+/// or in a static behind a lock:
+///
+/// ```ignore
+/// static S: Mutex<UnwindState> = Mutex::new(UnwindState::new_unprepared());
+/// // once, at boot (off any fault path):
+/// S.lock().prepare();
+/// ```
+///
+/// gimli's context has no `const` constructor and is built by value, so
+/// making it costs a temporary of [`UnwindState::SIZE`] bytes on the stack.
+/// `prepare` does that once, out of line, so that the walking path itself
+/// never carries that temporary (a fault handler's stack stays small). A
+/// walk on an unprepared state stops at once with `bad-cfi`.
 pub struct UnwindState {
-    // gimli's context has no `const` constructor: it is created in place by
-    // the first walk that uses this state (see `Walk::eval_frame`).
     ctx: Option<UnwindContext<usize, FixedStorage>>,
 }
 
@@ -97,8 +104,29 @@ impl UnwindState {
     /// Size in bytes of this state, for callers deciding where to keep it.
     pub const SIZE: usize = core::mem::size_of::<Self>();
 
-    pub const fn new() -> Self {
+    /// A prepared state (builds gimli's context: a temporary of `SIZE`
+    /// bytes on the caller's stack).
+    pub fn new() -> Self {
+        let mut s = Self::new_unprepared();
+        s.prepare();
+        s
+    }
+
+    /// An empty state for a `static`; call [`Self::prepare`] before walking.
+    pub const fn new_unprepared() -> Self {
         Self { ctx: None }
+    }
+
+    /// Builds the CFI evaluation context (idempotent).
+    #[inline(never)]
+    pub fn prepare(&mut self) {
+        if self.ctx.is_none() {
+            self.ctx = Some(UnwindContext::new_in());
+        }
+    }
+
+    pub fn is_prepared(&self) -> bool {
+        self.ctx.is_some()
     }
 }
 
@@ -1012,7 +1040,9 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         let fde = Self::fde_cached(&mut self.cies, mi, module, lookup_pc).map_err(|e| (None, e))?;
         let signal = fde.is_signal_trampoline();
         let ra_reg = fde.cie().return_address_register();
-        let ctx = self.state.ctx.get_or_insert_with(UnwindContext::new_in);
+        let Some(ctx) = self.state.ctx.as_mut() else {
+            return Err((None, StopReason::BadCfi));
+        };
         let row = fde
             .unwind_info_for_address(&module.eh_frame, &module.bases, ctx, lookup_pc)
             .map_err(|_| (None, StopReason::BadCfi))?;

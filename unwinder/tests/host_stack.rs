@@ -173,11 +173,22 @@ fn frame_limit_stops_walk() {
     assert_eq!(walk.stop_reason(), Some(StopReason::FrameLimit));
 }
 
-/// `UnwindState::new` is a `const fn`: a state built at compile time in a
-/// static (no run-time copy) walks like a fresh one, and again when reused.
+/// `UnwindState::new_unprepared` is a `const fn`: a state built at compile
+/// time in a static and prepared once walks like a fresh one, and again when
+/// reused; an unprepared one stops at once.
 #[test]
 fn static_state_walks_like_a_fresh_one() {
-    static STATE: std::sync::Mutex<UnwindState> = std::sync::Mutex::new(UnwindState::new());
+    static STATE: std::sync::Mutex<UnwindState> =
+        std::sync::Mutex::new(UnwindState::new_unprepared());
+    {
+        let mut unprepared = UnwindState::new_unprepared();
+        let regs = capture_regs!();
+        let mem = ThreadStack::current();
+        let mut n = 0;
+        let stop = Walk::new(host_modules(), &mem, &mut unprepared, regs).run(|_| n += 1);
+        assert_eq!((n, stop), (1, StopReason::BadCfi));
+        STATE.lock().unwrap().prepare();
+    }
     #[inline(never)]
     fn walk_with(state: &mut UnwindState) -> (Vec<(u64, u64)>, StopReason) {
         let regs = capture_regs!();
