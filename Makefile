@@ -86,8 +86,8 @@ test-host:
 	$(CARGO) test --workspace --exclude svsm-kernel --exclude svsm-stage2
 
 ## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs).
-test-qemu: igvm
-	SVSM_IGVM=$(abspath $(IGVM)) SVSM_KERNEL_ELF=$(abspath $(KERNEL_ELF)) \
+test-qemu: igvm stackcheck-bin
+	SVSM_IGVM=$(abspath $(IGVM)) SVSM_KERNEL_ELF=$(abspath $(KERNEL_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
 	  $(CARGO) test -p igvm-build --test boot -- --include-ignored --test-threads=2
 
 check-stable:

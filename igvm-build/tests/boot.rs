@@ -399,3 +399,69 @@ fn nmi_is_handled_and_returns() {
     expect_exit(&out, ExitCode::Success);
     assert!(out.serial.contains("TEST nmi: PASS"), "{}", out.serial);
 }
+
+fn stackcheck_symbolize(log: &str) -> std::process::Output {
+    let bin = std::env::var("STACKCHECK_BIN").expect("STACKCHECK_BIN (run `make test-qemu`)");
+    let elf = std::env::var("SVSM_KERNEL_ELF").expect("SVSM_KERNEL_ELF (run `make test-qemu`)");
+    let dir = std::env::temp_dir().join(format!("svsm-symbolize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("serial-{}.log", log.len()));
+    std::fs::write(&path, log).unwrap();
+    std::process::Command::new(bin)
+        .arg("symbolize")
+        .arg("--elf")
+        .arg(elf)
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+/// The host symbolizes the kernel's backtrace to file:line, inlined frames included.
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn host_symbolizes_a_kernel_backtrace() {
+    let out = boot_case("test=backtrace-panic");
+    expect_exit(&out, ExitCode::Panic);
+    let sym = stackcheck_symbolize(&out.serial);
+    let text = String::from_utf8_lossy(&sym.stdout);
+    assert_eq!(
+        sym.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&sym.stderr)
+    );
+    for f in [
+        "chain_a",
+        "chain_b",
+        "chain_c",
+        "chain_d",
+        "chain_e",
+        "backtrace_panic",
+    ] {
+        let needle = format!("svsm_kernel::testcases::{f} at ");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&needle))
+            .unwrap_or_else(|| panic!("no {needle}: {text}"));
+        assert!(line.contains("kernel/src/testcases.rs:"), "{line}");
+    }
+    assert!(text.contains("(inlined) "), "no inlined frame: {text}");
+    // A log from another build is refused.
+    let id_start = out.serial.find("build-id=").unwrap() + "build-id=".len();
+    let mut other = out.serial.clone();
+    other.replace_range(
+        id_start..id_start + 4,
+        if &out.serial[id_start..id_start + 4] == "0000" {
+            "1111"
+        } else {
+            "0000"
+        },
+    );
+    let sym = stackcheck_symbolize(&other);
+    assert_eq!(sym.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&sym.stderr).contains("build"),
+        "{}",
+        String::from_utf8_lossy(&sym.stderr)
+    );
+}

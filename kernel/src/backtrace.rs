@@ -17,7 +17,7 @@ unsafe extern "C" {
 }
 
 /// Unwinder scratch state: built once at boot, never on the fault path.
-static STATE: Once<Mutex<UnwindState>> = Once::new();
+static STATE: Mutex<UnwindState> = Mutex::new(UnwindState::new_unprepared());
 static SYMTAB: Once<Option<SymTab<'static>>> = Once::new();
 
 fn section(start: &'static u8, end: &'static u8) -> (&'static [u8], u64) {
@@ -48,7 +48,8 @@ fn module() -> Option<Module<'static>> {
 
 /// Prepares the unwinder state and the symbol table (call once at boot).
 pub fn init(symtab_virt: u64, symtab_size: u64) {
-    STATE.call_once(|| Mutex::new(UnwindState::new()));
+    // Built here, on the boot stack, so no fault path carries its temporary.
+    STATE.lock().prepare();
     SYMTAB.call_once(|| {
         if symtab_virt == 0 || symtab_size == 0 {
             return None;
@@ -97,7 +98,7 @@ pub fn print_from(regs: Regs) -> Option<StopReason> {
     let mem = StackMemory {
         registry: &registry,
     };
-    let state_lock = STATE.get()?;
+    let state_lock = &STATE;
     if state_lock.is_locked() {
         // SAFETY: fatal path on a single CPU; the holder never resumes.
         unsafe { state_lock.force_unlock() };
@@ -122,19 +123,17 @@ pub fn print_here() -> Option<StopReason> {
 
 /// Walks (without printing) from `regs`; returns the frame count.
 #[inline(never)]
-pub fn walk_only(regs: Regs) -> usize {
+pub fn walk_only(regs: Regs, limit: usize) -> usize {
     let Some(m) = module() else { return 0 };
     let modules = [m];
     let registry = stacks::REGISTRY.lock();
     let mem = StackMemory {
         registry: &registry,
     };
-    let Some(state_lock) = STATE.get() else {
-        return 0;
-    };
+    let state_lock = &STATE;
     let mut state = state_lock.lock();
     let mut n = 0;
-    for f in Walk::new(&modules, &mem, &mut state, regs) {
+    for f in Walk::new(&modules, &mem, &mut state, regs).with_limit(limit) {
         let _ = symbolize(f.lookup_pc());
         n += 1;
     }

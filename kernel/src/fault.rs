@@ -111,5 +111,8 @@ pub fn fault_path_dry_run() {
         }
     }
     drop(registry);
-    backtrace::walk_only(svsm_unwinder::capture_regs!());
+    backtrace::walk_only(
+        svsm_unwinder::capture_regs!(),
+        svsm_unwinder::DEFAULT_FRAME_LIMIT,
+    );
 }

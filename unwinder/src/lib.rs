@@ -40,10 +40,10 @@ pub use gimli::{Register, X86_64};
 
 use core::fmt;
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EhFrameOffset, EndianSlice, Evaluation,
-    EvaluationResult, EvaluationStorage, FrameDescriptionEntry, LittleEndian, ParsedEhFrameHdr,
-    Piece, ReaderOffset, RegisterRule, UnwindContext, UnwindContextStorage, UnwindSection,
-    UnwindTableRow, Value,
+    BaseAddresses, CfaRule, CommonInformationEntry, EhFrame, EhFrameHdr, EhFrameOffset,
+    EndianSlice, Evaluation, EvaluationResult, EvaluationStorage, FrameDescriptionEntry,
+    LittleEndian, ParsedEhFrameHdr, Piece, ReaderOffset, RegisterRule, UnwindContext,
+    UnwindContextStorage, UnwindSection, UnwindTableRow, Value,
 };
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
@@ -59,6 +59,12 @@ pub const DEFAULT_FRAME_LIMIT: usize = 64;
 const MAX_CROSSINGS: usize = 8;
 /// Bound on DWARF expression evaluation steps (CFA/register expressions).
 const MAX_EXPR_ITERATIONS: u32 = 256;
+/// Parsed CIEs a [`Walk`] keeps, so that the frames of one walk parse each
+/// distinct CIE once rather than once per FDE.
+const CIE_CACHE: usize = 4;
+/// `DW_EH_PE_datarel | DW_EH_PE_sdata4`: the usual `.eh_frame_hdr` table
+/// encoding, searched directly (see [`FastTable`]).
+const DATAREL_SDATA4: u8 = 0x3b;
 
 /// Fixed, in-line storage for gimli's unwind context (no allocation).
 #[derive(Debug)]
@@ -76,20 +82,51 @@ impl<'a> EvaluationStorage<Slice<'a>> for FixedStorage {
 }
 
 /// Scratch state for evaluating CFI rows (a few KiB; see
-/// [`UnwindState::SIZE`]). Keep one per CPU or in a static behind a lock,
-/// or on a stack that can afford it; it is reused across frames and walks.
+/// [`UnwindState::SIZE`]), reused across frames and walks. Keep one per CPU
+/// or in a static behind a lock:
+///
+/// ```ignore
+/// static S: Mutex<UnwindState> = Mutex::new(UnwindState::new_unprepared());
+/// // once, at boot (off any fault path):
+/// S.lock().prepare();
+/// ```
+///
+/// gimli's context has no `const` constructor and is built by value, so
+/// making it costs a temporary of [`UnwindState::SIZE`] bytes on the stack.
+/// `prepare` does that once, out of line, so that the walking path itself
+/// never carries that temporary (a fault handler's stack stays small). A
+/// walk on an unprepared state stops at once with `bad-cfi`.
 pub struct UnwindState {
-    ctx: UnwindContext<usize, FixedStorage>,
+    ctx: Option<UnwindContext<usize, FixedStorage>>,
 }
 
 impl UnwindState {
     /// Size in bytes of this state, for callers deciding where to keep it.
     pub const SIZE: usize = core::mem::size_of::<Self>();
 
+    /// A prepared state (builds gimli's context: a temporary of `SIZE`
+    /// bytes on the caller's stack).
     pub fn new() -> Self {
-        Self {
-            ctx: UnwindContext::new_in(),
+        let mut s = Self::new_unprepared();
+        s.prepare();
+        s
+    }
+
+    /// An empty state for a `static`; call [`Self::prepare`] before walking.
+    pub const fn new_unprepared() -> Self {
+        Self { ctx: None }
+    }
+
+    /// Builds the CFI evaluation context (idempotent).
+    #[inline(never)]
+    pub fn prepare(&mut self) {
+        if self.ctx.is_none() {
+            self.ctx = Some(UnwindContext::new_in());
         }
+    }
+
+    pub fn is_prepared(&self) -> bool {
+        self.ctx.is_some()
     }
 }
 
@@ -138,11 +175,13 @@ impl Regs {
     /// The value of a DWARF register (rip as the return-address column, or
     /// any general-purpose register), `None` for other registers. This does
     /// not say whether the value is known; see [`Frame::get`].
+    #[inline]
     pub fn get(&self, reg: Register) -> Option<u64> {
         let mut r = *self;
         r.slot(reg).map(|v| *v)
     }
 
+    #[inline]
     fn slot(&mut self, reg: Register) -> Option<&mut u64> {
         Some(match reg {
             X86_64::RA => &mut self.rip,
@@ -164,6 +203,32 @@ impl Regs {
             X86_64::R11 => &mut self.r11,
             _ => return None,
         })
+    }
+
+    /// Zeroes the general-purpose registers (but rsp) that `valid` does not
+    /// mark as known.
+    #[inline]
+    fn clear_unknown(&mut self, valid: u32) {
+        let clear = |reg: Register, v: &mut u64| {
+            if valid & bit(reg) == 0 {
+                *v = 0;
+            }
+        };
+        clear(X86_64::RBP, &mut self.rbp);
+        clear(X86_64::RBX, &mut self.rbx);
+        clear(X86_64::R12, &mut self.r12);
+        clear(X86_64::R13, &mut self.r13);
+        clear(X86_64::R14, &mut self.r14);
+        clear(X86_64::R15, &mut self.r15);
+        clear(X86_64::RAX, &mut self.rax);
+        clear(X86_64::RCX, &mut self.rcx);
+        clear(X86_64::RDX, &mut self.rdx);
+        clear(X86_64::RSI, &mut self.rsi);
+        clear(X86_64::RDI, &mut self.rdi);
+        clear(X86_64::R8, &mut self.r8);
+        clear(X86_64::R9, &mut self.r9);
+        clear(X86_64::R10, &mut self.r10);
+        clear(X86_64::R11, &mut self.r11);
     }
 
     /// The bit of `reg` in a validity mask ([`Frame::valid`]); 0 for a
@@ -245,28 +310,31 @@ const RESTORED: [Register; 15] = [
     X86_64::R11,
 ];
 
+/// Bit of a tracked register in the validity mask, by DWARF number.
+const BITS: [u32; 17] = [
+    1 << 8,  // 0 rax
+    1 << 10, // 1 rdx
+    1 << 9,  // 2 rcx
+    1 << 3,  // 3 rbx
+    1 << 11, // 4 rsi
+    1 << 12, // 5 rdi
+    1 << 2,  // 6 rbp
+    1 << 1,  // 7 rsp
+    1 << 13, // 8 r8
+    1 << 14, // 9 r9
+    1 << 15, // 10 r10
+    1 << 16, // 11 r11
+    1 << 4,  // 12 r12
+    1 << 5,  // 13 r13
+    1 << 6,  // 14 r14
+    1 << 7,  // 15 r15
+    1 << 0,  // 16 return address (rip)
+];
+
 /// Bit of a tracked register in the validity mask.
+#[inline]
 fn bit(reg: Register) -> u32 {
-    match reg {
-        X86_64::RA => 1 << 0,
-        X86_64::RSP => 1 << 1,
-        X86_64::RBP => 1 << 2,
-        X86_64::RBX => 1 << 3,
-        X86_64::R12 => 1 << 4,
-        X86_64::R13 => 1 << 5,
-        X86_64::R14 => 1 << 6,
-        X86_64::R15 => 1 << 7,
-        X86_64::RAX => 1 << 8,
-        X86_64::RCX => 1 << 9,
-        X86_64::RDX => 1 << 10,
-        X86_64::RSI => 1 << 11,
-        X86_64::RDI => 1 << 12,
-        X86_64::R8 => 1 << 13,
-        X86_64::R9 => 1 << 14,
-        X86_64::R10 => 1 << 15,
-        X86_64::R11 => 1 << 16,
-        _ => 0,
-    }
+    BITS.get(usize::from(reg.0)).copied().unwrap_or(0)
 }
 
 /// rip, rsp and the callee-saved registers (rbp, rbx, r12–r15).
@@ -381,6 +449,8 @@ pub struct CfiSections<'a> {
 /// malformed data (they report `bad-cfi`).
 pub struct Module<'a> {
     hdr: ParsedEhFrameHdr<Slice<'a>>,
+    /// The search table, when its encoding allows searching it directly.
+    fast: Option<FastTable<'a>>,
     eh_frame: EhFrame<Slice<'a>>,
     bases: BaseAddresses,
     eh_frame_addr: u64,
@@ -425,6 +495,7 @@ impl<'a> Module<'a> {
             bases,
             eh_frame_addr: s.eh_frame_addr,
             eh_frame_len: s.eh_frame.len(),
+            fast: None,
             fde_count: 0,
             pc_start: 0,
             pc_end: 0,
@@ -448,6 +519,7 @@ impl<'a> Module<'a> {
             return Err(".eh_frame_hdr fde_count exceeds the section");
         }
         m.fde_count = count;
+        m.fast = FastTable::new(s.eh_frame_hdr, s.eh_frame_hdr_addr, count);
         m.pc_start = first;
         let last = m
             .table_entry(count.saturating_sub(1))
@@ -477,6 +549,9 @@ impl<'a> Module<'a> {
 
     /// The `n`th search-table entry: (initial location, FDE address).
     fn table_entry(&self, n: usize) -> Option<(u64, u64)> {
+        if let Some(fast) = &self.fast {
+            return fast.entry(n);
+        }
         let table = self.hdr.table()?;
         let mut iter = table.iter(&self.bases);
         let (loc, fde) = iter.nth(n).ok()??;
@@ -484,6 +559,21 @@ impl<'a> Module<'a> {
     }
 
     fn fde_at(&self, fde_addr: u64) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>> {
+        self.fde_at_with(fde_addr, EhFrame::cie_from_offset)
+    }
+
+    fn fde_at_with<F>(
+        &self,
+        fde_addr: u64,
+        get_cie: F,
+    ) -> gimli::Result<FrameDescriptionEntry<Slice<'a>>>
+    where
+        F: FnMut(
+            &EhFrame<Slice<'a>>,
+            &BaseAddresses,
+            EhFrameOffset,
+        ) -> gimli::Result<CommonInformationEntry<Slice<'a>>>,
+    {
         // Computed here rather than with `EhHdrTable::pointer_to_offset`,
         // which subtracts without checking (a corrupt table entry below
         // `.eh_frame` would overflow).
@@ -493,7 +583,7 @@ impl<'a> Module<'a> {
             .filter(|&o| o < self.eh_frame_len)
             .ok_or(gimli::Error::BadBranchTarget(fde_addr))?;
         self.eh_frame
-            .fde_from_offset(&self.bases, EhFrameOffset(off), EhFrame::cie_from_offset)
+            .fde_from_offset(&self.bases, EhFrameOffset(off), get_cie)
     }
 
     /// The FDE covering `pc`, `Ok(None)` if there is none, `Err` if the CFI
@@ -502,15 +592,49 @@ impl<'a> Module<'a> {
         &self,
         pc: u64,
     ) -> Result<Option<FrameDescriptionEntry<Slice<'a>>>, ModuleError> {
+        self.fde_for_with(pc, EhFrame::cie_from_offset)
+    }
+
+    /// [`Module::fde_for`], getting the FDE's CIE from `get_cie`.
+    fn fde_for_with<F>(
+        &self,
+        pc: u64,
+        get_cie: F,
+    ) -> Result<Option<FrameDescriptionEntry<Slice<'a>>>, ModuleError>
+    where
+        F: FnMut(
+            &EhFrame<Slice<'a>>,
+            &BaseAddresses,
+            EhFrameOffset,
+        ) -> gimli::Result<CommonInformationEntry<Slice<'a>>>,
+    {
+        let Some(ptr) = self.fde_ptr(pc)? else {
+            return Ok(None);
+        };
+        let fde = self
+            .fde_at_with(ptr, get_cie)
+            .map_err(|_| "malformed FDE")?;
+        Ok(fde.contains(pc).then_some(fde))
+    }
+
+    /// The address of the FDE that may cover `pc` (the search table's
+    /// candidate, to be checked with `contains`); `Ok(None)` without a
+    /// table.
+    fn fde_ptr(&self, pc: u64) -> Result<Option<u64>, ModuleError> {
+        if let Some(fast) = &self.fast {
+            return fast
+                .lookup(pc)
+                .map(Some)
+                .ok_or("malformed .eh_frame_hdr table");
+        }
         let Some(table) = self.hdr.table() else {
             return Ok(None);
         };
-        let ptr = table
+        table
             .lookup(pc, &self.bases)
             .and_then(|p| p.direct())
-            .map_err(|_| "malformed .eh_frame_hdr table")?;
-        let fde = self.fde_at(ptr).map_err(|_| "malformed FDE")?;
-        Ok(fde.contains(pc).then_some(fde))
+            .map(Some)
+            .map_err(|_| "malformed .eh_frame_hdr table")
     }
 
     /// The [start, end) range of the FDE covering `pc`, if any.
@@ -536,6 +660,70 @@ impl<'a> Module<'a> {
             f(fde.initial_address(), fde.end_address());
         }
         Ok(())
+    }
+}
+
+/// The `.eh_frame_hdr` search table in its usual encoding
+/// (`DW_EH_PE_datarel | DW_EH_PE_sdata4` pairs, after a 4-byte
+/// `eh_frame_ptr` and `fde_count`), binary-searched in place. Other
+/// encodings go through gimli's (slower, general) table reader.
+#[derive(Clone, Copy, Debug)]
+struct FastTable<'a> {
+    /// The `fde_count` 8-byte entries.
+    rows: &'a [u8],
+    /// Base of `datarel`: the address of `.eh_frame_hdr`.
+    base: u64,
+}
+
+impl<'a> FastTable<'a> {
+    fn new(hdr: &'a [u8], hdr_addr: u64, count: usize) -> Option<Self> {
+        let &[_version, ptr_enc, count_enc, table_enc, ..] = hdr else {
+            return None;
+        };
+        // A direct 4-byte encoding (udata4 or sdata4, any application).
+        let four = |enc: u8| enc != 0xff && enc & 0x80 == 0 && matches!(enc & 0x0f, 0x03 | 0x0b);
+        if table_enc != DATAREL_SDATA4 || !four(ptr_enc) || !four(count_enc) || count == 0 {
+            return None;
+        }
+        let len = count.checked_mul(8)?;
+        let rows = hdr.get(12..)?.get(..len)?;
+        Some(FastTable {
+            rows,
+            base: hdr_addr,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.rows.len() / 8
+    }
+
+    /// The `n`th entry: (initial location, FDE address).
+    fn entry(&self, n: usize) -> Option<(u64, u64)> {
+        let row = self.rows.get(n.checked_mul(8)?..)?.first_chunk::<8>()?;
+        let (loc, fde) = row.split_first_chunk::<4>()?;
+        let fde = fde.first_chunk::<4>()?;
+        let rel = |b: &[u8; 4]| {
+            self.base
+                .wrapping_add(i64::from(i32::from_le_bytes(*b)) as u64)
+        };
+        Some((rel(loc), rel(fde)))
+    }
+
+    /// The FDE address of the last entry whose initial location is at most
+    /// `pc` (the first entry if there is none, as gimli does).
+    fn lookup(&self, pc: u64) -> Option<u64> {
+        // Invariant: entries below `lo` start at or below `pc`, entries at or
+        // above `hi` start above it.
+        let (mut lo, mut hi) = (0usize, self.count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.entry(mid)?.0 <= pc {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(self.entry(lo.saturating_sub(1))?.1)
     }
 }
 
@@ -592,6 +780,125 @@ impl Frame {
     }
 }
 
+/// The CIEs parsed during one walk: (module index, CIE offset, CIE).
+struct CieCache<'a> {
+    entries: [Option<(usize, usize, CommonInformationEntry<Slice<'a>>)>; CIE_CACHE],
+    /// The slot the next miss replaces.
+    next: usize,
+}
+
+impl CieCache<'_> {
+    const fn new() -> Self {
+        CieCache {
+            entries: [const { None }; CIE_CACHE],
+            next: 0,
+        }
+    }
+}
+
+/// What evaluating one frame's rules reads: memory and the callee's
+/// registers.
+struct Eval<'e, 'w, M: Memory + ?Sized> {
+    mem: &'e M,
+    module: &'e Module<'w>,
+    regs: &'e Regs,
+    valid: u32,
+}
+
+impl<'w, M: Memory + ?Sized> Eval<'_, 'w, M> {
+    fn read(&self, addr: u64) -> Result<u64, StopReason> {
+        self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
+    }
+
+    fn reg(&self, reg: Register) -> Result<u64, StopReason> {
+        match self.regs.get(reg) {
+            Some(v) if self.valid & bit(reg) != 0 => Ok(v),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Evaluates a DWARF expression (CFA or register rule) with a bounded,
+    /// allocation-free evaluator. Returns the resulting address/value.
+    fn eval_expr(
+        &self,
+        expr: gimli::Expression<Slice<'w>>,
+        initial: Option<u64>,
+    ) -> Result<u64, StopReason> {
+        let encoding = gimli::Encoding {
+            format: gimli::Format::Dwarf32,
+            version: 4,
+            address_size: 8,
+        };
+        let mut eval: Evaluation<Slice<'w>, FixedStorage> = Evaluation::new_in(expr.0, encoding);
+        eval.set_max_iterations(MAX_EXPR_ITERATIONS);
+        if let Some(v) = initial {
+            eval.set_initial_value(v);
+        }
+        let mut res = eval.evaluate().map_err(|_| StopReason::BadCfi)?;
+        loop {
+            res = match res {
+                EvaluationResult::Complete => break,
+                EvaluationResult::RequiresMemory { address, size, .. } => {
+                    if size != 8 {
+                        return Err(StopReason::BadCfi);
+                    }
+                    let v = self.read(address)?;
+                    eval.resume_with_memory(Value::Generic(v))
+                }
+                EvaluationResult::RequiresRegister { register, .. } => {
+                    let v = self.reg(register)?;
+                    eval.resume_with_register(Value::Generic(v))
+                }
+                _ => return Err(StopReason::BadCfi),
+            }
+            .map_err(|_| StopReason::BadCfi)?;
+        }
+        match eval.as_result() {
+            [
+                Piece {
+                    location: gimli::Location::Address { address },
+                    size_in_bits: None,
+                    bit_offset: None,
+                },
+            ] => Ok(*address),
+            _ => Err(StopReason::BadCfi),
+        }
+    }
+
+    /// Applies one register rule. `Ok(None)` means "undefined".
+    fn apply(
+        &self,
+        reg: Register,
+        rule: &RegisterRule<usize>,
+        cfa: u64,
+    ) -> Result<Option<u64>, StopReason> {
+        Ok(Some(match *rule {
+            RegisterRule::Undefined => return Ok(None),
+            RegisterRule::SameValue => {
+                return Ok(self.regs.get(reg).filter(|_| self.valid & bit(reg) != 0));
+            }
+            RegisterRule::Offset(n) => self.read(cfa.wrapping_add_signed(n))?,
+            RegisterRule::ValOffset(n) => cfa.wrapping_add_signed(n),
+            RegisterRule::Register(r) => self.reg(r)?,
+            RegisterRule::Expression(e) => {
+                let expr = e
+                    .get(&self.module.eh_frame)
+                    .map_err(|_| StopReason::BadCfi)?;
+                let addr = self.eval_expr(expr, Some(cfa))?;
+                self.read(addr)?
+            }
+            RegisterRule::ValExpression(e) => {
+                let expr = e
+                    .get(&self.module.eh_frame)
+                    .map_err(|_| StopReason::BadCfi)?;
+                self.eval_expr(expr, Some(cfa))?
+            }
+            RegisterRule::Constant(c) => c,
+            RegisterRule::Architectural => return Err(StopReason::BadCfi),
+        }))
+    }
+}
+
 /// Walks the stack from a register context to its callers, one [`Frame`] at a
 /// time (an [`Iterator`]). After the iterator ends, [`Walk::stop_reason`]
 /// says why. Each `next()` does a bounded amount of work; the whole walk
@@ -609,6 +916,7 @@ pub struct Walk<'w, M: Memory + ?Sized> {
     stop: Option<StopReason>,
     crossings: [(u64, u64); MAX_CROSSINGS],
     ncross: usize,
+    cies: CieCache<'w>,
 }
 
 impl<'w, M: Memory + ?Sized> Walk<'w, M> {
@@ -636,6 +944,7 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
             stop: None,
             crossings: [(0, 0); MAX_CROSSINGS],
             ncross: 0,
+            cies: CieCache::new(),
         }
     }
 
@@ -675,65 +984,42 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         self.stop.unwrap_or(StopReason::FrameLimit)
     }
 
-    fn read(&self, addr: u64) -> Result<u64, StopReason> {
-        self.mem.read_u64(addr).ok_or(StopReason::BadMemory)
-    }
-
-    fn reg(&self, regs: &Regs, valid: u32, reg: Register) -> Result<u64, StopReason> {
-        match regs.get(reg) {
-            Some(v) if valid & bit(reg) != 0 => Ok(v),
-            _ => Err(StopReason::BadCfi),
-        }
-    }
-
-    /// Evaluates a DWARF expression (CFA or register rule) with a bounded,
-    /// allocation-free evaluator. Returns the resulting address/value.
-    fn eval_expr(
-        &self,
+    /// The FDE covering `lookup_pc` in `module` (index `mi` in the walk's
+    /// modules), its CIE taken from the walk's CIE cache when present.
+    /// (Same as [`Module::fde_for`], without moving the FDE around.)
+    #[inline(always)]
+    fn fde_cached(
+        cies: &mut CieCache<'w>,
+        mi: usize,
         module: &Module<'w>,
-        expr: gimli::Expression<Slice<'w>>,
-        initial: Option<u64>,
-        valid: u32,
-    ) -> Result<u64, StopReason> {
-        let encoding = gimli::Encoding {
-            format: gimli::Format::Dwarf32,
-            version: 4,
-            address_size: 8,
+        lookup_pc: u64,
+    ) -> Result<FrameDescriptionEntry<Slice<'w>>, StopReason> {
+        let ptr = match module.fde_ptr(lookup_pc) {
+            Ok(Some(ptr)) => ptr,
+            Ok(None) => return Err(StopReason::NoFde),
+            Err(_) => return Err(StopReason::BadCfi),
         };
-        let _ = module;
-        let mut eval: Evaluation<Slice<'w>, FixedStorage> = Evaluation::new_in(expr.0, encoding);
-        eval.set_max_iterations(MAX_EXPR_ITERATIONS);
-        if let Some(v) = initial {
-            eval.set_initial_value(v);
-        }
-        let mut res = eval.evaluate().map_err(|_| StopReason::BadCfi)?;
-        loop {
-            res = match res {
-                EvaluationResult::Complete => break,
-                EvaluationResult::RequiresMemory { address, size, .. } => {
-                    if size != 8 {
-                        return Err(StopReason::BadCfi);
-                    }
-                    let v = self.read(address)?;
-                    eval.resume_with_memory(Value::Generic(v))
-                }
-                EvaluationResult::RequiresRegister { register, .. } => {
-                    let v = self.reg(&self.regs, valid, register)?;
-                    eval.resume_with_register(Value::Generic(v))
-                }
-                _ => return Err(StopReason::BadCfi),
+        let fde = module.fde_at_with(ptr, |section, bases, off| {
+            if let Some((_, _, cie)) = cies
+                .entries
+                .iter()
+                .flatten()
+                .find(|e| e.0 == mi && e.1 == off.0)
+            {
+                return Ok(cie.clone());
             }
-            .map_err(|_| StopReason::BadCfi)?;
-        }
-        match eval.as_result() {
-            [
-                Piece {
-                    location: gimli::Location::Address { address },
-                    size_in_bits: None,
-                    bit_offset: None,
-                },
-            ] => Ok(*address),
-            _ => Err(StopReason::BadCfi),
+            let cie = section.cie_from_offset(bases, off)?;
+            let slot = cies.next % CIE_CACHE;
+            if let Some(e) = cies.entries.get_mut(slot) {
+                *e = Some((mi, off.0, cie.clone()));
+            }
+            cies.next = slot.wrapping_add(1);
+            Ok(cie)
+        });
+        match fde {
+            Ok(fde) if fde.contains(lookup_pc) => Ok(fde),
+            Ok(_) => Err(StopReason::NoFde),
+            Err(_) => Err(StopReason::BadCfi),
         }
     }
 
@@ -746,57 +1032,71 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         lookup_pc: u64,
     ) -> Result<(u64, bool, Option<(Regs, u32)>), (Option<u64>, StopReason)> {
         let modules = self.modules;
-        let module = modules
+        let (mi, module) = modules
             .iter()
-            .find(|m| m.spans(lookup_pc))
+            .enumerate()
+            .find(|(_, m)| m.spans(lookup_pc))
             .ok_or((None, StopReason::NoFde))?;
-        let fde = match module.fde_for(lookup_pc) {
-            Ok(Some(fde)) => fde,
-            Ok(None) => return Err((None, StopReason::NoFde)),
-            Err(_) => return Err((None, StopReason::BadCfi)),
-        };
+        let fde = Self::fde_cached(&mut self.cies, mi, module, lookup_pc).map_err(|e| (None, e))?;
         let signal = fde.is_signal_trampoline();
         let ra_reg = fde.cie().return_address_register();
-        // Copy the rules we need out of the row so that `self` is free again.
+        let Some(ctx) = self.state.ctx.as_mut() else {
+            return Err((None, StopReason::BadCfi));
+        };
         let row = fde
-            .unwind_info_for_address(
-                &module.eh_frame,
-                &module.bases,
-                &mut self.state.ctx,
-                lookup_pc,
-            )
+            .unwind_info_for_address(&module.eh_frame, &module.bases, ctx, lookup_pc)
             .map_err(|_| (None, StopReason::BadCfi))?;
-        let cfa_rule = row.cfa().clone();
-        let ra_rule = row.register(ra_reg);
-        let rsp_rule = row.register(X86_64::RSP);
-        let mut rules: [Option<RegisterRule<usize>>; RESTORED.len()] = Default::default();
-        for (reg, rule) in row.registers() {
-            if let Some(i) = RESTORED.iter().position(|r| r == reg) {
-                rules[i] = Some(rule.clone());
-            }
-        }
-
+        // The rules are applied straight from the row (borrowed from the
+        // state), reading memory and registers through `ev`.
+        let ev = Eval {
+            mem: self.mem,
+            module,
+            regs: &self.regs,
+            valid: self.valid,
+        };
         let regs = self.regs;
         let valid = self.valid;
-        let cfa = match cfa_rule {
-            CfaRule::RegisterAndOffset { register, offset } => self
-                .reg(&regs, valid, register)
+        // One pass over the row's rules (instead of a lookup per register),
+        // indexed like the validity mask; applied below in a fixed order.
+        let mut rules: [Option<&RegisterRule<usize>>; 17] = [None; 17];
+        for (reg, rule) in row.registers() {
+            let b = bit(*reg);
+            if b != 0
+                && let Some(slot) = rules.get_mut(b.trailing_zeros() as usize)
+            {
+                *slot = Some(rule);
+            }
+        }
+        let rule_of = |reg: Register| {
+            let b = bit(reg);
+            if b == 0 {
+                // Not a tracked register (an odd CIE return-address column).
+                return row.register(reg);
+            }
+            rules
+                .get(b.trailing_zeros() as usize)
+                .copied()
+                .flatten()
+                .cloned()
+        };
+        let cfa = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } => ev
+                .reg(*register)
                 .map_err(|e| (None, e))?
-                .wrapping_add_signed(offset),
+                .wrapping_add_signed(*offset),
             CfaRule::Expression(e) => {
                 let expr = e
                     .get(&module.eh_frame)
                     .map_err(|_| (None, StopReason::BadCfi))?;
-                self.eval_expr(module, expr, None, valid)
-                    .map_err(|e| (None, e))?
+                ev.eval_expr(expr, None).map_err(|e| (None, e))?
             }
         };
         let fail = |e| (Some(cfa), e);
 
-        let ra = match ra_rule {
+        let ra = match rule_of(ra_reg) {
             None | Some(RegisterRule::Undefined) => return Ok((cfa, signal, None)),
-            Some(rule) => self
-                .apply(module, ra_reg, &rule, cfa, &regs, valid)
+            Some(rule) => ev
+                .apply(ra_reg, &rule, cfa)
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
@@ -810,19 +1110,19 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
         // By convention the CFA is the caller's stack pointer unless the
         // CFI says otherwise (exception entry stubs restore the interrupted
         // rsp from the CPU-pushed frame).
-        caller.rsp = match rsp_rule {
+        caller.rsp = match rule_of(X86_64::RSP) {
             None => cfa,
-            Some(rule) => self
-                .apply(module, X86_64::RSP, &rule, cfa, &regs, valid)
+            Some(rule) => ev
+                .apply(X86_64::RSP, &rule, cfa)
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        for (rule, reg) in rules.iter().zip(RESTORED) {
-            let Some(rule) = rule else { continue };
-            match self
-                .apply(module, reg, rule, cfa, &regs, valid)
-                .map_err(fail)?
-            {
+        // RESTORED lists the registers in validity-bit order from bit 2.
+        for (reg, rule) in RESTORED.into_iter().zip(rules.iter().skip(2)) {
+            let Some(rule) = rule else {
+                continue;
+            };
+            match ev.apply(reg, rule, cfa).map_err(fail)? {
                 Some(v) => {
                     if let Some(slot) = caller.slot(reg) {
                         *slot = v;
@@ -832,46 +1132,8 @@ impl<'w, M: Memory + ?Sized> Walk<'w, M> {
                 None => caller_valid &= !bit(reg),
             }
         }
-        for reg in RESTORED {
-            if caller_valid & bit(reg) == 0
-                && let Some(slot) = caller.slot(reg)
-            {
-                *slot = 0;
-            }
-        }
+        caller.clear_unknown(caller_valid);
         Ok((cfa, signal, Some((caller, caller_valid))))
-    }
-
-    /// Applies one register rule. `Ok(None)` means "undefined".
-    fn apply(
-        &self,
-        module: &Module<'w>,
-        reg: Register,
-        rule: &RegisterRule<usize>,
-        cfa: u64,
-        regs: &Regs,
-        valid: u32,
-    ) -> Result<Option<u64>, StopReason> {
-        Ok(Some(match *rule {
-            RegisterRule::Undefined => return Ok(None),
-            RegisterRule::SameValue => {
-                return Ok(regs.get(reg).filter(|_| valid & bit(reg) != 0));
-            }
-            RegisterRule::Offset(n) => self.read(cfa.wrapping_add_signed(n))?,
-            RegisterRule::ValOffset(n) => cfa.wrapping_add_signed(n),
-            RegisterRule::Register(r) => self.reg(regs, valid, r)?,
-            RegisterRule::Expression(e) => {
-                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
-                let addr = self.eval_expr(module, expr, Some(cfa), valid)?;
-                self.read(addr)?
-            }
-            RegisterRule::ValExpression(e) => {
-                let expr = e.get(&module.eh_frame).map_err(|_| StopReason::BadCfi)?;
-                self.eval_expr(module, expr, Some(cfa), valid)?
-            }
-            RegisterRule::Constant(c) => c,
-            RegisterRule::Architectural => return Err(StopReason::BadCfi),
-        }))
     }
 
     fn remember_crossing(&mut self, pc: u64, sp: u64) -> bool {
@@ -973,4 +1235,109 @@ pub fn walk<M: Memory + ?Sized>(
     Walk::new(modules, mem, state, regs)
         .with_limit(limit)
         .run(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `.eh_frame_hdr` at `addr` with `eh_frame_ptr` (pcrel|sdata4),
+    /// `fde_count` (udata4) and a table in `table_enc` of (loc, fde) pairs,
+    /// both given as offsets from `addr`.
+    fn hdr(table_enc: u8, rows: &[(i32, i32)]) -> [u8; 12 + 8 * 8] {
+        let mut h = [0u8; 12 + 8 * 8];
+        h[..4].copy_from_slice(&[1, 0x1b, 0x03, table_enc]);
+        h[4..8].copy_from_slice(&0x1000i32.to_le_bytes());
+        h[8..12].copy_from_slice(&(rows.len() as u32).to_le_bytes());
+        for (i, &(loc, fde)) in rows.iter().enumerate() {
+            h[12 + 8 * i..16 + 8 * i].copy_from_slice(&loc.to_le_bytes());
+            h[16 + 8 * i..20 + 8 * i].copy_from_slice(&fde.to_le_bytes());
+        }
+        h
+    }
+
+    #[test]
+    fn fast_table_lookup_matches_gimli() {
+        const ADDR: u64 = 0xffff_8000_0010_0000;
+        let rows = [
+            (-0x4000, 0x100),
+            (-0x3000, 0x200),
+            (-0x2ff0, 0x300),
+            (-0x100, 0x400),
+            (0x10, 0x500),
+            (0x2000, 0x600),
+            (0x2001, 0x700),
+            (0x7000, 0x800),
+        ];
+        for n in 1..=rows.len() {
+            let h = hdr(DATAREL_SDATA4, &rows[..n]);
+            let fast = FastTable::new(&h, ADDR, n).expect("usual encoding");
+            let bases = BaseAddresses::default().set_eh_frame_hdr(ADDR);
+            let parsed = EhFrameHdr::new(&h[..], LittleEndian)
+                .parse(&bases, 8)
+                .unwrap();
+            let table = parsed.table().unwrap();
+            for &(loc, _) in &rows {
+                for d in [-2i64, -1, 0, 1, 0x800] {
+                    let pc = ADDR.wrapping_add_signed(i64::from(loc) + d);
+                    let want = table.lookup(pc, &bases).unwrap().direct().unwrap();
+                    assert_eq!(fast.lookup(pc), Some(want), "n={n} pc={pc:#x}");
+                }
+            }
+            for (i, e) in table.iter(&bases).enumerate() {
+                let (loc, fde) = e.unwrap();
+                let want = (loc.direct().unwrap(), fde.direct().unwrap());
+                assert_eq!(fast.entry(i), Some(want));
+            }
+            assert_eq!(fast.entry(n), None);
+        }
+    }
+
+    #[test]
+    fn validity_bits_by_register() {
+        let order = [
+            X86_64::RA,
+            X86_64::RSP,
+            X86_64::RBP,
+            X86_64::RBX,
+            X86_64::R12,
+            X86_64::R13,
+            X86_64::R14,
+            X86_64::R15,
+            X86_64::RAX,
+            X86_64::RCX,
+            X86_64::RDX,
+            X86_64::RSI,
+            X86_64::RDI,
+            X86_64::R8,
+            X86_64::R9,
+            X86_64::R10,
+            X86_64::R11,
+        ];
+        for (i, r) in order.into_iter().enumerate() {
+            assert_eq!(bit(r), 1 << i, "{r:?}");
+        }
+        assert_eq!(bit(X86_64::XMM0), 0);
+        // eval_frame relies on this order.
+        for (i, r) in RESTORED.into_iter().enumerate() {
+            assert_eq!(bit(r), 1 << (i + 2), "{r:?}");
+        }
+        assert_eq!(bit(Register(u16::MAX)), 0);
+    }
+
+    #[test]
+    fn fast_table_only_for_the_usual_encoding() {
+        let h = hdr(DATAREL_SDATA4, &[(0, 0x100), (0x10, 0x200)]);
+        assert!(FastTable::new(&h, 0x1000, 2).is_some());
+        // udata4 rows, or a count that does not fit the section: gimli's path.
+        let h = hdr(0x33, &[(0, 0x100), (0x10, 0x200)]);
+        assert!(FastTable::new(&h, 0x1000, 2).is_none());
+        let h = hdr(DATAREL_SDATA4, &[(0, 0x100)]);
+        assert!(FastTable::new(&h[..20], 0x1000, 2).is_none());
+        assert!(FastTable::new(&h, 0x1000, 0).is_none());
+        // An 8-byte eh_frame_ptr moves the table.
+        let mut h = hdr(DATAREL_SDATA4, &[(0, 0x100)]);
+        h[1] = 0x00;
+        assert!(FastTable::new(&h, 0x1000, 1).is_none());
+    }
 }

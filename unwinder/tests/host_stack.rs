@@ -172,3 +172,86 @@ fn frame_limit_stops_walk() {
     assert!(walk.next().is_none());
     assert_eq!(walk.stop_reason(), Some(StopReason::FrameLimit));
 }
+
+/// `UnwindState::new_unprepared` is a `const fn`: a state built at compile
+/// time in a static and prepared once walks like a fresh one, and again when
+/// reused; an unprepared one stops at once.
+#[test]
+fn static_state_walks_like_a_fresh_one() {
+    static STATE: std::sync::Mutex<UnwindState> =
+        std::sync::Mutex::new(UnwindState::new_unprepared());
+    {
+        let mut unprepared = UnwindState::new_unprepared();
+        let regs = capture_regs!();
+        let mem = ThreadStack::current();
+        let mut n = 0;
+        let stop = Walk::new(host_modules(), &mem, &mut unprepared, regs).run(|_| n += 1);
+        assert_eq!((n, stop), (1, StopReason::BadCfi));
+        STATE.lock().unwrap().prepare();
+    }
+    #[inline(never)]
+    fn walk_with(state: &mut UnwindState) -> (Vec<(u64, u64)>, StopReason) {
+        let regs = capture_regs!();
+        let mem = ThreadStack::current();
+        let mut frames = Vec::new();
+        let stop = Walk::new(host_modules(), &mem, state, regs)
+            .with_limit(512)
+            .run(|f| frames.push((f.pc, f.sp)));
+        (frames, stop)
+    }
+    let mut fresh = Box::new(UnwindState::new());
+    // Same call site for all three walks, so the stacks match.
+    let mut out = Vec::new();
+    for i in 0..black_box(3) {
+        let mut guard;
+        let state: &mut UnwindState = if i == 0 {
+            &mut fresh
+        } else {
+            guard = STATE.lock().unwrap();
+            &mut guard
+        };
+        out.push(walk_with(state));
+    }
+    assert_eq!(out[0].1, StopReason::EndOfStack);
+    assert!(out[0].0.len() >= 5, "{:x?}", out[0].0);
+    // The compiler may duplicate the call site, so frame #01's return
+    // address may differ; compare the functions it returns into.
+    let norm = |(frames, stop): &(Vec<(u64, u64)>, StopReason)| {
+        let f: Vec<_> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, &(pc, sp))| (if i == 1 { fde_start(pc) } else { Some(pc) }, sp))
+            .collect();
+        (f, *stop)
+    };
+    assert_eq!(norm(&out[1]), norm(&out[0]));
+    assert_eq!(norm(&out[2]), norm(&out[0]));
+}
+
+/// FDE lookups through the search table (searched in place for the usual
+/// encoding) agree with the table as gimli iterates it, for every FDE of
+/// every loaded image.
+#[test]
+fn fde_lookup_agrees_with_table_iteration() {
+    let mut checked = 0;
+    for m in host_modules() {
+        let mut fdes = Vec::new();
+        m.for_each_fde(|s, e| fdes.push((s, e))).unwrap();
+        assert_eq!(fdes.len(), m.fde_count());
+        for (i, &(start, end)) in fdes.iter().enumerate() {
+            let next = fdes.get(i + 1).map_or(u64::MAX, |n| n.0);
+            if end <= start || next <= start || (i > 0 && fdes[i - 1].1 > start) {
+                continue; // empty, duplicate or overlapping: ambiguous
+            }
+            assert_eq!(m.fde_range(start), Some((start, end)), "{start:#x}");
+            assert_eq!(m.fde_range(end - 1), Some((start, end)), "{end:#x}");
+            if next > end && next != u64::MAX {
+                assert_eq!(m.fde_range(end), None, "gap at {end:#x}");
+            }
+            checked += 1;
+        }
+        let (lo, _) = m.pc_range();
+        assert_eq!(m.fde_range(lo.wrapping_sub(1)), None);
+    }
+    assert!(checked > 100, "only {checked} FDEs checked");
+}
