@@ -465,3 +465,17 @@ fn host_symbolizes_a_kernel_backtrace() {
         String::from_utf8_lossy(&sym.stderr)
     );
 }
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn nested_panic_takes_the_minimal_path() {
+    let out = boot_case("test=nested-panic");
+    expect_exit(&out, ExitCode::Panic);
+    assert!(
+        out.serial
+            .contains("PANIC: nested panic while reporting a panic"),
+        "{}",
+        out.serial
+    );
+    assert_eq!(lines(&out, "BACKTRACE BEGIN").len(), 0, "{}", out.serial);
+}

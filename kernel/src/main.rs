@@ -269,7 +269,16 @@ fn read_cmdline(bi: &BootInfo) -> Cmdline {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     serial::CONSOLE.force_unlock();
+    if PANICKING.swap(true, core::sync::atomic::Ordering::SeqCst) {
+        // A panic while reporting a panic (e.g. inside the backtrace): no
+        // formatting, no backtrace, so it cannot recurse again.
+        serial::CONSOLE.write_str_raw("PANIC: nested panic while reporting a panic\n");
+        shutdown(ExitCode::Panic)
+    }
     println!("PANIC: {}", info);
     backtrace::print_here();
     shutdown(ExitCode::Panic)
 }
+
+/// Set by the first panic; a second one takes the minimal path.
+static PANICKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);

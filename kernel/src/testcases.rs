@@ -88,6 +88,11 @@ const CASES: &[Case] = &[
         run: underflow,
     },
     Case {
+        name: "nested-panic",
+        on: RunsOn::Task,
+        run: nested_panic,
+    },
+    Case {
         name: "nmi",
         on: RunsOn::Task,
         run: nmi_returns,
@@ -410,4 +415,17 @@ fn nmi_returns() -> Result<(), &'static str> {
         return Err("NMI was not counted");
     }
     Ok(())
+}
+
+/// A value whose formatting panics: reporting the first panic panics again.
+struct PanicsWhenFormatted;
+
+impl core::fmt::Display for PanicsWhenFormatted {
+    fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        panic!("panic while formatting a panic message")
+    }
+}
+
+fn nested_panic() -> Result<(), &'static str> {
+    panic!("outer panic: {}", PanicsWhenFormatted);
 }
