@@ -36,6 +36,7 @@ stackcheck-soundness: igvm stackcheck-bin
 test-stackcheck:
 	$(CARGO) test -p stackcheck
 	$(MAKE) --no-print-directory stackcheck
+	$(MAKE) --no-print-directory stackcheck-probes
 	$(MAKE) --no-print-directory stackcheck-soundness
 
 ## bench-stackcheck: median wall time of `stackcheck check` vs `objdump -d`
@@ -46,3 +47,11 @@ bench-stackcheck: kernel stackcheck-bin
 
 FRAGMENT_TESTS += test-stackcheck
 FRAGMENT_BENCHES += bench-stackcheck
+
+## stackcheck-probes: every function of the kernel and stage2 allocates its
+## frame a page at a time and touches each page (inline stack probes in every
+## crate, core/alloc included), so no frame can jump over a guard page.
+.PHONY: stackcheck-probes
+stackcheck-probes: kernel stackcheck-bin
+	$(STACKCHECK_BIN) probes --elf $(KERNEL_ELF)
+	$(STACKCHECK_BIN) probes --elf $(STAGE2_ELF)

@@ -16,6 +16,7 @@ pub mod elf;
 pub mod graph;
 pub mod hwm;
 pub mod mcode;
+pub mod probes;
 pub mod report;
 pub mod symbolize;
 

@@ -69,6 +69,13 @@ enum Cmd {
         #[arg(long)]
         elf: PathBuf,
     },
+    /// Stack-probe check: exit 1 if any function moves rsp down by more than
+    /// a page without touching it (a frame that could jump over a guard).
+    Probes {
+        /// The ELF to check.
+        #[arg(long)]
+        elf: PathBuf,
+    },
     /// Symbolize the BACKTRACE blocks of a serial log (file or stdin).
     Symbolize {
         /// The ELF the log came from (its build id must match).
@@ -200,6 +207,20 @@ fn run(cli: Cli) -> Result<bool> {
                 );
             }
             Ok(true)
+        }
+        Cmd::Probes { elf } => {
+            let data = analysis::read_file(&elf)?;
+            let img = stackcheck::elf::Image::parse(&data)?;
+            let findings = stackcheck::probes::check(&img);
+            for f in &findings {
+                println!("{:#018x} {}: {}", f.addr, f.function, f.what);
+            }
+            println!(
+                "probes: {} functions, {} unprobed allocations",
+                img.functions.len(),
+                findings.len()
+            );
+            Ok(findings.is_empty())
         }
         Cmd::Symbolize { elf, log } => {
             let data = analysis::read_file(&elf)?;
