@@ -56,15 +56,7 @@ impl Gdt {
     /// Loads this GDT and the TSS, and reloads the segment registers.
     pub fn load(&'static mut self, tss: &'static Tss) {
         self.set_tss(tss);
-        #[repr(C, packed)]
-        struct Pointer {
-            limit: u16,
-            base: u64,
-        }
-        let ptr = Pointer {
-            limit: (size_of::<Gdt>() - 1) as u16,
-            base: self as *const Gdt as u64,
-        };
+        let ptr = super::DescriptorTablePointer::of(self);
         // SAFETY: the GDT and TSS are 'static; the selectors name valid
         // descriptors in it; the far return reloads CS with the code selector.
         unsafe {

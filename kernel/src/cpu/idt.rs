@@ -3,7 +3,6 @@
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, KERNEL_CS};
 use core::arch::asm;
-use core::mem::size_of;
 use spin::Once;
 
 #[repr(C)]
@@ -61,15 +60,7 @@ pub fn load() {
         }
         Idt { gates }
     });
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
-    let ptr = Pointer {
-        limit: (size_of::<Idt>() - 1) as u16,
-        base: idt as *const Idt as u64,
-    };
+    let ptr = super::DescriptorTablePointer::of(idt);
     // SAFETY: the IDT is 'static and every gate points at a valid entry stub.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack, preserves_flags)) };
 }

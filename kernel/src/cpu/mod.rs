@@ -75,3 +75,20 @@ pub fn read_rsp() -> u64 {
     unsafe { asm!("mov {}, rsp", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+
+/// The operand of `lgdt`/`lidt`.
+#[repr(C, packed)]
+pub struct DescriptorTablePointer {
+    pub limit: u16,
+    pub base: u64,
+}
+
+impl DescriptorTablePointer {
+    /// Describes the table `t` (base and limit from its address and size).
+    pub fn of<T>(t: &T) -> Self {
+        Self {
+            limit: (core::mem::size_of::<T>() - 1) as u16,
+            base: t as *const T as u64,
+        }
+    }
+}
