@@ -130,6 +130,10 @@ pub struct LargeMove {
     pub address: String,
     pub callee: String,
     pub size: u64,
+    /// The destination is the calling function's own stack frame: a large
+    /// value built or copied on the stack (the case to fix first).
+    #[serde(default)]
+    pub onto_stack: bool,
     pub file: Option<String>,
     pub line: Option<u32>,
 }
@@ -297,6 +301,7 @@ fn image_report(
                 address: format!("{:#x}", m.addr),
                 callee: m.callee.clone(),
                 size: m.size,
+                onto_stack: m.onto_stack,
                 file,
                 line,
             });

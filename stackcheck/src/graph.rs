@@ -91,6 +91,8 @@ pub struct MoveCall {
     pub addr: u64,
     pub callee: String,
     pub size: u64,
+    /// Whether the destination (rdi) is the caller's own stack frame.
+    pub onto_stack: bool,
 }
 
 pub struct Graph {
@@ -283,6 +285,7 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
                     addr: ins.ip(),
                     callee: name.to_string(),
                     size,
+                    onto_stack: rdi_is_stack_before(&instrs, idx),
                 });
             }
             sites.push(Site {
@@ -702,6 +705,41 @@ fn is_jump_table(instrs: &[Instruction], idx: usize) -> bool {
 }
 
 /// Constant loaded into rdx/edx before the call at `idx`, within the block.
+/// Whether `rdi` holds an address in the current frame at `instrs[idx]`:
+/// the last straight-line write to it is `lea rdi, [rsp/rbp + d]` or
+/// `mov rdi, rsp/rbp` (a copy from another register is followed once).
+fn rdi_is_stack_before(instrs: &[Instruction], idx: usize) -> bool {
+    let mut want = Register::RDI;
+    for prev in instrs[..idx].iter().rev().take(24) {
+        if !matches!(prev.flow_control(), FlowControl::Next) {
+            return false;
+        }
+        if prev.op_count() == 0
+            || prev.op0_kind() != OpKind::Register
+            || prev.op0_register().full_register() != want
+        {
+            continue;
+        }
+        let frame_reg = |r: Register| matches!(r, Register::RSP | Register::RBP);
+        return match prev.mnemonic() {
+            Mnemonic::Lea => frame_reg(prev.memory_base()) && prev.memory_index() == Register::None,
+            Mnemonic::Mov if prev.op1_kind() == OpKind::Register => {
+                let src = prev.op1_register().full_register();
+                if frame_reg(src) {
+                    true
+                } else if want == Register::RDI {
+                    want = src;
+                    continue;
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+    }
+    false
+}
+
 fn const_rdx_before(instrs: &[Instruction], idx: usize) -> Option<u64> {
     for prev in instrs[..idx].iter().rev().take(16) {
         if !matches!(prev.flow_control(), FlowControl::Next) {

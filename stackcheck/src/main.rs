@@ -364,9 +364,10 @@ fn print_summary(r: &Report) {
     }
     for m in &r.large_moves {
         println!(
-            "large move: {} of {} bytes in {} at {}:{}",
+            "large move: {} of {} bytes{} in {} at {}:{}",
             m.callee,
             m.size,
+            if m.onto_stack { " onto the stack" } else { "" },
             m.function,
             m.file.as_deref().unwrap_or("?"),
             m.line.unwrap_or(0)

@@ -112,16 +112,17 @@ pub fn markdown(r: &Report) -> String {
     } else {
         let _ = writeln!(
             s,
-            "| image | function | callee | size (B) | source |\n|---|---|---|---:|---|"
+            "| image | function | callee | size (B) | onto the stack | source |\n|---|---|---|---:|---|---|"
         );
         for m in &r.large_moves {
             let _ = writeln!(
                 s,
-                "| {} | `{}` | {} | {} | {} |",
+                "| {} | `{}` | {} | {} | {} | {} |",
                 m.image,
                 m.function,
                 m.callee,
                 m.size,
+                if m.onto_stack { "yes" } else { "" },
                 src(&m.file, m.line)
             );
         }
@@ -299,7 +300,7 @@ pub fn sarif(r: &Report) -> String {
         results.push(json!({
             "ruleId": "large-move",
             "level": "warning",
-            "message": { "text": format!("{} of {} bytes in `{}`", m.callee, m.size, m.function) },
+            "message": { "text": format!("{} of {} bytes{} in `{}`", m.callee, m.size, if m.onto_stack { " onto the stack" } else { "" }, m.function) },
             "locations": location(&m.file, m.line),
         }));
     }

@@ -272,6 +272,7 @@ fn graph_got_calls_and_large_move() {
         "{m:?}"
     );
     assert!(m.line.is_some_and(|l| l > 0));
+    assert!(!m.onto_stack, "rdi is not a frame address: {m:?}");
     // A lower threshold also reports the memset.
     let cfg2 = Config::parse(
         &format!(
@@ -283,6 +284,12 @@ fn graph_got_calls_and_large_move() {
     .unwrap();
     let r2 = analysis::run(&cfg2, &paths).unwrap();
     assert_eq!(r2.large_moves.len(), 2);
+    let memset = r2
+        .large_moves
+        .iter()
+        .find(|m| m.callee == "memset")
+        .unwrap();
+    assert!(memset.onto_stack, "lea (%rsp), %rdi: {memset:?}");
 }
 
 #[test]
