@@ -96,7 +96,11 @@ fn mutated_files_with_valid_checksums_never_panic() {
         let n = 1 + rng.next() % 4;
         for _ in 0..n {
             // Mostly the headers (where the structure is), sometimes anywhere.
-            let limit = if rng.next() % 4 == 0 { f.len() } else { vh_end };
+            let limit = if rng.next().is_multiple_of(4) {
+                f.len()
+            } else {
+                vh_end
+            };
             let at = (rng.next() as usize) % limit;
             f[at] = match rng.next() % 3 {
                 0 => rng.next() as u8,
@@ -104,7 +108,7 @@ fn mutated_files_with_valid_checksums_never_panic() {
                 _ => 0,
             };
         }
-        if rng.next() % 8 == 0 {
+        if rng.next().is_multiple_of(8) {
             let cut = (rng.next() as usize) % f.len();
             f.truncate(cut.max(24));
         }
