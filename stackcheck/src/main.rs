@@ -246,9 +246,10 @@ fn read_stdin() -> Result<String> {
     Ok(String::from_utf8_lossy(&b).into_owned())
 }
 
-/// Load config and image paths, run the analysis, apply the baseline.
-fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
-    let mut cfg = match &input.config {
+/// The config (or the default) and the image paths it names, overridden by
+/// `--image NAME=PATH` (paths in the config are relative to the config).
+fn config_and_images(input: &Input) -> Result<(Config, BTreeMap<String, PathBuf>)> {
+    let cfg = match &input.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
@@ -271,6 +272,12 @@ fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
         }
         paths.insert(k.to_string(), PathBuf::from(v));
     }
+    Ok((cfg, paths))
+}
+
+/// Load config and image paths, run the analysis, apply the baseline.
+fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
+    let (mut cfg, mut paths) = config_and_images(input)?;
     if let Some(elf) = &input.elf {
         match paths.len() {
             0 => {
@@ -421,25 +428,7 @@ fn all_functions(input: &Input) -> Result<bool> {
 }
 
 fn explain(input: &Input, image_name: Option<String>, pattern: &str) -> Result<bool> {
-    let cfg = match &input.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let base_dir = input
-        .config
-        .as_ref()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
-    let mut paths: BTreeMap<String, PathBuf> = cfg
-        .images
-        .iter()
-        .map(|(k, v)| (k.clone(), base_dir.join(&v.path)))
-        .collect();
-    for spec in &input.images {
-        if let Some((k, v)) = spec.split_once('=') {
-            paths.insert(k.to_string(), PathBuf::from(v));
-        }
-    }
+    let (cfg, mut paths) = config_and_images(input)?;
     if let Some(elf) = &input.elf {
         paths.insert(
             image_name.clone().unwrap_or_else(|| "main".into()),
