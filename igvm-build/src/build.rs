@@ -484,29 +484,12 @@ mod tests {
 
     fn translate(img: &Image, va: u64) -> Option<(u64, u64)> {
         // Walk the page tables from the guest memory image itself.
-        let read = |pa: u64| -> u64 {
-            let page = img
-                .pages
-                .0
-                .get(&align_down(pa, PAGE_SIZE))
-                .expect("table page present");
-            let off = (pa % PAGE_SIZE) as usize;
-            u64::from_le_bytes(page[off..off + 8].try_into().unwrap())
-        };
-        let mut table = img.boot_info.page_table_root;
-        for level in (0..4u32).rev() {
-            let e = read(table + ((va >> (12 + 9 * level)) & 0x1ff) * 8);
-            if e & 1 == 0 {
-                return None;
-            }
-            if level == 0 || e & (1 << 7) != 0 {
-                let size = 1u64 << (12 + 9 * level);
-                let base = e & crate::paging::ADDR_MASK & !(size - 1);
-                return Some((base + (va & (size - 1)), e & !crate::paging::ADDR_MASK));
-            }
-            table = e & crate::paging::ADDR_MASK;
-        }
-        None
+        svsm_bootdefs::pagetable::translate(img.boot_info.page_table_root, va, |table, i| {
+            let page = img.pages.0.get(&table)?;
+            Some(u64::from_le_bytes(
+                page[i * 8..i * 8 + 8].try_into().unwrap(),
+            ))
+        })
     }
 
     #[test]

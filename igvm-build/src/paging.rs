@@ -3,14 +3,10 @@
 //! PML4 (the CR3 value).
 
 use anyhow::{Result, bail};
-
-pub const PRESENT: u64 = 1 << 0;
-pub const WRITABLE: u64 = 1 << 1;
-pub const ACCESSED: u64 = 1 << 5;
-pub const DIRTY: u64 = 1 << 6;
-pub const HUGE: u64 = 1 << 7;
-pub const NO_EXECUTE: u64 = 1 << 63;
-pub const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use svsm_bootdefs::pagetable::index;
+pub use svsm_bootdefs::pagetable::{
+    ACCESSED, ADDR_MASK, DIRTY, HUGE, NO_EXECUTE, PRESENT, WRITABLE,
+};
 
 const PAGE: u64 = 4096;
 const LARGE: u64 = 2 << 20;
@@ -39,10 +35,6 @@ pub struct PageTableBuilder {
     base: u64,
     max_pages: usize,
     tables: Vec<Box<[u64; 512]>>,
-}
-
-fn index(va: u64, level: u32) -> usize {
-    ((va >> (12 + 9 * level)) & 0x1ff) as usize
 }
 
 fn canonical(va: u64) -> bool {
@@ -144,22 +136,9 @@ impl PageTableBuilder {
 
     /// (physical address, leaf entry flags) for `va`.
     pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
-        let mut t = 0usize;
-        for level in (0..4).rev() {
-            let e = self.tables[t][index(va, level)];
-            if e & PRESENT == 0 {
-                return None;
-            }
-            if level == 0 || e & HUGE != 0 {
-                let size = 1u64 << (12 + 9 * level);
-                return Some((
-                    (e & ADDR_MASK & !(size - 1)) + (va & (size - 1)),
-                    e & !ADDR_MASK,
-                ));
-            }
-            t = self.table_index(e & ADDR_MASK);
-        }
-        None
+        svsm_bootdefs::pagetable::translate(self.base, va, |table, i| {
+            self.tables.get(self.table_index(table)).map(|t| t[i])
+        })
     }
 
     /// The table pages as (gpa, bytes).

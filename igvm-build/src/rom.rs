@@ -391,11 +391,10 @@ pub fn hand_off_pages() -> [(u64, bool); 3] {
     ]
 }
 
-const PTE_PRESENT: u64 = 1 << 0;
+use svsm_bootdefs::pagetable::{
+    ADDR_MASK as PTE_ADDR, HUGE as PTE_LARGE, NO_EXECUTE as PTE_NX, PRESENT as PTE_PRESENT,
+};
 const PTE_USER: u64 = 1 << 2;
-const PTE_LARGE: u64 = 1 << 7;
-const PTE_NX: u64 = 1 << 63;
-const PTE_ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 /// Walks the 4-level page tables rooted at `ctx.cr3` for `va`. `read_u64`
 /// returns the 8 bytes at a guest-physical address as the IGVM file loads

@@ -11,6 +11,7 @@ extern crate alloc;
 
 pub mod layout;
 pub mod memmap;
+pub mod pagetable;
 pub mod symtab;
 
 pub use igvm_defs::IGVM_VHS_MEMORY_MAP_ENTRY as MemoryMapEntry;

@@ -4,11 +4,8 @@
 use crate::cpu;
 use svsm_bootdefs::layout::{PAGE_SIZE, phys_to_virt};
 
-pub const PRESENT: u64 = 1 << 0;
-pub const WRITABLE: u64 = 1 << 1;
-pub const HUGE: u64 = 1 << 7;
-pub const NO_EXECUTE: u64 = 1 << 63;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use svsm_bootdefs::pagetable::{ADDR_MASK, HUGE, index};
+pub use svsm_bootdefs::pagetable::{NO_EXECUTE, PRESENT, WRITABLE};
 
 /// Leaf flags for kernel data (stacks, heap): present, writable, NX.
 pub const DATA_RW: u64 = PRESENT | WRITABLE | NO_EXECUTE;
@@ -25,10 +22,6 @@ fn table(pa: u64) -> &'static mut [u64; 512] {
     // SAFETY: `pa` is a page-table page owned by the kernel; the direct map
     // covers it. Callers serialise table edits (single CPU, interrupts off).
     unsafe { &mut *(phys_to_virt(pa) as *mut [u64; 512]) }
-}
-
-fn index(va: u64, level: u32) -> usize {
-    ((va >> (12 + 9 * level)) & 0x1ff) as usize
 }
 
 /// Maps one 4 KiB page. `alloc_table` returns a zeroed physical page.
@@ -82,20 +75,7 @@ pub fn unmap_page(va: u64) -> Option<u64> {
 
 /// Translates `va` to (physical address, leaf flags).
 pub fn translate(va: u64) -> Option<(u64, u64)> {
-    let mut t = table(cpu::read_cr3() & ADDR_MASK);
-    for level in (0..4).rev() {
-        let e = t[index(va, level)];
-        if e & PRESENT == 0 {
-            return None;
-        }
-        if level == 0 || e & HUGE != 0 {
-            let page = 1u64 << (12 + 9 * level);
-            let base = e & ADDR_MASK & !(page - 1);
-            return Some((base + (va & (page - 1)), e & !ADDR_MASK));
-        }
-        t = table(e & ADDR_MASK);
-    }
-    None
+    svsm_bootdefs::pagetable::translate(cpu::read_cr3(), va, |t, i| Some(table(t)[i]))
 }
 
 /// Whether every byte of [va, va+len) is mapped.
