@@ -169,7 +169,7 @@ pub fn print_high_water_marks() {
 
 /// The stack containing `addr` (inside the stack proper).
 pub fn stack_of(addr: u64) -> Option<StackRange> {
-    let r = registry_for_fault();
+    let r = REGISTRY.lock();
     r.find(addr)
         .map(|(_, i)| i.range)
         .filter(|rg| rg.contains(addr))
