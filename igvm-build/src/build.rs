@@ -108,7 +108,7 @@ pub struct Pages(pub BTreeMap<u64, Vec<u8>>);
 
 impl Pages {
     /// Copies `data` (then zeros up to `len`) to guest-physical `gpa`.
-    pub fn write(&mut self, gpa: u64, data: &[u8], len: u64) -> Result<()> {
+    pub fn write(&mut self, gpa: u64, data: &[u8], len: u64) {
         let len = len.max(data.len() as u64);
         let mut off = 0u64;
         while off < len {
@@ -126,7 +126,6 @@ impl Pages {
             }
             off += n as u64;
         }
-        Ok(())
     }
 }
 
@@ -140,7 +139,7 @@ fn place_segments(
     let (lo, _) = img.span();
     for s in &img.segments {
         let pa = phys_base + (s.vaddr - lo);
-        pages.write(pa, &s.data, align_up(s.memsz, PAGE_SIZE))?;
+        pages.write(pa, &s.data, align_up(s.memsz, PAGE_SIZE));
         let mut off = 0;
         while off < align_up(s.memsz, PAGE_SIZE) {
             pt.map_4k(s.vaddr + off, pa + off, access(s.perms))?;
@@ -223,7 +222,7 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     pt.map_range(DIRECT_MAP_BASE, 0, DIRECT_MAP_SIZE, Access::ReadWrite)?;
     // Kernel image, symbol table, boot stack.
     place_segments(kernel, layout.kernel_image_phys, &mut pt, &mut pages)?;
-    pages.write(layout.symtab_phys, &symtab, layout.symtab_size)?;
+    pages.write(layout.symtab_phys, &symtab, layout.symtab_size);
     pt.map_range(
         layout.symtab_virt,
         layout.symtab_phys,
@@ -241,12 +240,12 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     let paint: Vec<u8> = svsm_guards::PAINT_PATTERN
         .to_le_bytes()
         .repeat((svsm_guards::BOOT_STACK_SIZE / 8) as usize);
-    pages.write(layout.boot_stack_phys, &paint, svsm_guards::BOOT_STACK_SIZE)?;
+    pages.write(layout.boot_stack_phys, &paint, svsm_guards::BOOT_STACK_SIZE);
     pages.write(
         STAGE2_STACK_BOTTOM,
         &paint[..STAGE2_STACK_SIZE as usize],
         STAGE2_STACK_SIZE,
-    )?;
+    );
     if pt.end() > layout.kernel_image_phys {
         bail!("page tables overflow their pool");
     }
@@ -288,14 +287,14 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     let bi_bytes = bi.as_bytes();
     assert!((bi_bytes.len() as u64) <= GDT_OFFSET_IN_BOOT_INFO_PAGE);
     let gdt: Vec<u8> = BOOT_GDT.iter().flat_map(|d| d.to_le_bytes()).collect();
-    pages.write(BOOT_INFO_GPA, bi_bytes, PAGE_SIZE)?;
+    pages.write(BOOT_INFO_GPA, bi_bytes, PAGE_SIZE);
     pages.write(
         BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE,
         &gdt,
         gdt.len() as u64,
-    )?;
+    );
     for (gpa, bytes) in pt.pages() {
-        pages.write(gpa, &bytes, PAGE_SIZE)?;
+        pages.write(gpa, &bytes, PAGE_SIZE);
     }
 
     let mut ctx = IgvmNativeVpContextX64::new_zeroed();
