@@ -131,6 +131,28 @@ FRAGMENT_BENCHES += bench-unwinder bench-guards
 ## bench: every benchmark; each prints medians and never asserts.
 bench: $(FRAGMENT_BENCHES)
 
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each, printing the
+## executions per target (installs cargo-fuzz if missing; -Z flags through
+## RUSTC_BOOTSTRAP=1 on the pinned stable). New inputs go to build/fuzz/,
+## the committed corpus (<crate>/fuzz/corpus/<target>) is only read; crashes
+## land in <crate>/fuzz/artifacts/. `make test` replays the committed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
+                stackcheck:config stackcheck:log stackcheck:elf
+FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(FUZZ_CARGO) install cargo-fuzz --locked
+	@mkdir -p build/fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  crate=$${t%%:*}; name=$${t#*:}; work=$(abspath build/fuzz)/$$crate-$$name; mkdir -p $$work; \
+	  log=$(abspath build/fuzz)/$$crate-$$name.log; \
+	  ( cd $$crate/fuzz && $(FUZZ_CARGO) fuzz run -a -s none --target-dir $(abspath target/fuzz) $$name \
+	      $$work corpus/$$name -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 ) > $$log 2>&1 \
+	    || { tail -40 $$log; echo "fuzz $$crate/$$name: FAILED (log $$log)"; exit 1; }; \
+	  echo "fuzz $$crate/$$name: $$(sed -n 's/^stat::number_of_executed_units: *//p' $$log) executions in $(FUZZ_SECONDS) s"; \
+	done
+
 clean:
 	cargo clean
 	rm -rf build

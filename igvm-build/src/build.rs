@@ -75,7 +75,10 @@ pub fn plan(kernel: &ElfImage, symtab_len: u64) -> Result<Layout> {
     let symtab_phys = kernel_image_phys + kernel_image_size;
     let symtab_size = align_up(symtab_len, PAGE_SIZE);
     // One unmapped page separates the image from the symbol table.
-    let symtab_virt = lo + kernel_image_size + PAGE_SIZE;
+    let symtab_virt = (lo + kernel_image_size)
+        .checked_add(PAGE_SIZE)
+        .filter(|v| v.checked_add(symtab_size).is_some())
+        .ok_or_else(|| anyhow::anyhow!("kernel image ends too close to the top of the address space for its symbol table"))?;
     let boot_stack_phys = symtab_phys + symtab_size;
     let free_phys_start = boot_stack_phys + svsm_guards::BOOT_STACK_SIZE;
     if free_phys_start + (4 << 20) > KERNEL_REGION_END {

@@ -24,6 +24,15 @@ pub struct Segment {
     pub perms: Perms,
 }
 
+impl Segment {
+    /// End (exclusive) of the segment in memory. `parse` refuses segments
+    /// whose page-aligned end does not fit in 64 bits, so this cannot wrap
+    /// for a parsed image; hand-made images saturate.
+    pub fn end(&self) -> u64 {
+        self.vaddr.saturating_add(self.memsz)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct FuncSymbol {
     pub addr: u64,
@@ -46,7 +55,7 @@ impl ElfImage {
         let hi = self
             .segments
             .iter()
-            .map(|s| s.vaddr + s.memsz)
+            .map(Segment::end)
             .max()
             .unwrap_or(0);
         (lo, hi)
@@ -55,7 +64,7 @@ impl ElfImage {
     /// Size of the flat image: from the first to the end of the last segment.
     pub fn flat_size(&self) -> u64 {
         let (lo, hi) = self.span();
-        hi - lo
+        hi.saturating_sub(lo)
     }
 }
 
@@ -104,6 +113,16 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
         if ph.p_filesz(endian) > ph.p_memsz(endian) {
             bail!("segment at {:#x} has filesz > memsz", ph.p_vaddr(endian));
         }
+        // The builder rounds every segment up to whole pages: its page-aligned
+        // end must be a 64-bit address.
+        let (vaddr, memsz) = (ph.p_vaddr(endian), ph.p_memsz(endian));
+        if vaddr
+            .checked_add(memsz)
+            .and_then(|e| e.checked_next_multiple_of(4096))
+            .is_none()
+        {
+            bail!("segment at {vaddr:#x} with p_memsz {memsz:#x} ends beyond the 64-bit address space");
+        }
         segments.push(Segment {
             vaddr: ph.p_vaddr(endian),
             memsz: ph.p_memsz(endian),
@@ -120,7 +139,7 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
     }
     segments.sort_by_key(|s| s.vaddr);
     for w in segments.windows(2) {
-        if w[0].vaddr + w[0].memsz > w[1].vaddr {
+        if w[0].end() > w[1].vaddr {
             bail!(
                 "loadable segments at {:#x} and {:#x} overlap",
                 w[0].vaddr,
@@ -142,7 +161,7 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
     let entry = elf.entry();
     if !segments
         .iter()
-        .any(|s| s.perms.exec && entry >= s.vaddr && entry < s.vaddr + s.memsz)
+        .any(|s| s.perms.exec && entry >= s.vaddr && entry < s.end())
     {
         bail!("entry point {entry:#x} is not inside an executable segment");
     }

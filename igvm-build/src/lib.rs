@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod elf;
+pub mod igvm_check;
 pub mod paging;
 pub mod qemu;
 pub mod rom;

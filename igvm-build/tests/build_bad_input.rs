@@ -131,3 +131,55 @@ fn usage_errors_exit_2() {
     let (code, _) = run(&["no-such-subcommand".as_ref()]);
     assert_eq!(code, 2);
 }
+
+/// A static x86_64 executable with one executable PT_LOAD segment.
+fn one_segment_elf(vaddr: u64, memsz: u64) -> Vec<u8> {
+    let mut e = vec![0u8; 64 + 56 + 16];
+    e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    e[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    e[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    e[20..24].copy_from_slice(&1u32.to_le_bytes());
+    e[24..32].copy_from_slice(&vaddr.to_le_bytes()); // e_entry
+    e[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    e[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    e[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    e[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+    let ph = &mut e[64..120];
+    ph[0..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    ph[4..8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+    ph[8..16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
+    ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
+    ph[24..32].copy_from_slice(&vaddr.to_le_bytes());
+    ph[32..40].copy_from_slice(&16u64.to_le_bytes()); // p_filesz
+    ph[40..48].copy_from_slice(&memsz.to_le_bytes());
+    ph[48..56].copy_from_slice(&4096u64.to_le_bytes());
+    e
+}
+
+/// `vaddr + p_memsz` past 2^64 used to overflow in the overlap check, the
+/// entry-point check and the image span.
+#[test]
+fn segment_ending_beyond_the_address_space() {
+    for (vaddr, memsz) in [
+        (0x1000u64, u64::MAX),
+        (0xffff_ffff_ffff_f000, 0x1001),
+        (0xffff_ffff_8000_0000, 0x7fff_ffff), // page-aligned end is 2^64
+    ] {
+        let p = tmp(&format!("memsz-{vaddr:x}"), &one_segment_elf(vaddr, memsz));
+        let (code, err) = build_with_kernel(&p);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("ends beyond the 64-bit address space"), "{err}");
+        let (code, err) = run(&[
+            "info".as_ref(),
+            "--stage2".as_ref(),
+            p.as_os_str(),
+            "--kernel".as_ref(),
+            p.as_os_str(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+    }
+    // A segment ending exactly at the last page still parses.
+    assert!(
+        igvm_build::elf::parse(&one_segment_elf(0xffff_ffff_ffff_e000, 0x1000)).is_ok()
+    );
+}

@@ -125,3 +125,91 @@ fn mutated_files_with_valid_checksums_never_panic() {
     );
     println!("mutated IGVM files: {ok} planned, {refused} refused");
 }
+
+/// Offsets of the variable headers of type `typ` (start of the body).
+fn header_bodies(f: &[u8], typ: u32) -> Vec<usize> {
+    let rd = |o: usize| u32::from_le_bytes(f[o..o + 4].try_into().unwrap()) as usize;
+    let (mut at, end) = (rd(8), rd(8) + rd(12));
+    let mut out = Vec::new();
+    while at + 8 <= end {
+        let (t, len) = (rd(at) as u32 & 0x7fff_ffff, rd(at + 4));
+        if t == typ {
+            out.push(at + 8);
+        }
+        at += 8 + len.div_ceil(8) * 8;
+    }
+    out
+}
+
+const VHT_SUPPORTED_PLATFORM: u32 = 0x1;
+const VHT_VP_CONTEXT: u32 = 0x304;
+
+/// The igvm crate subtracts the data-section start from a VP_CONTEXT's file
+/// offset unchecked: offset 0 must be refused before it gets there.
+#[test]
+fn vp_context_at_file_offset_zero_is_refused() {
+    let mut f = valid_igvm();
+    let bodies = header_bodies(&f, VHT_VP_CONTEXT);
+    assert_eq!(bodies.len(), 1, "the valid file has one VP context");
+    f[bodies[0] + 12..bodies[0] + 16].fill(0);
+    fix_checksum(&mut f);
+    let e = plan(&f, "", 512 << 20).unwrap_err().to_string();
+    assert!(e.contains("file offset 0"), "{e}");
+}
+
+/// A VSM_ISOLATION platform with one VP context whose data holds registers
+/// of the given VTLs.
+fn vsm_file(vp_index: u16, vtls: &[u8]) -> Vec<u8> {
+    let mut vh = Vec::new();
+    // SUPPORTED_PLATFORM: mask 1, highest VTL 2, VSM_ISOLATION (1), version 1.
+    vh.extend_from_slice(&VHT_SUPPORTED_PLATFORM.to_le_bytes());
+    vh.extend_from_slice(&16u32.to_le_bytes());
+    vh.extend_from_slice(&1u32.to_le_bytes());
+    vh.extend_from_slice(&[2, 1, 1, 0]);
+    vh.extend_from_slice(&0u64.to_le_bytes());
+    let data_start = 24 + vh.len() as u32 + 32;
+    // VP_CONTEXT: gpa 0, mask 1, file offset, vp_index, reserved.
+    vh.extend_from_slice(&VHT_VP_CONTEXT.to_le_bytes());
+    vh.extend_from_slice(&20u32.to_le_bytes());
+    vh.extend_from_slice(&0u64.to_le_bytes());
+    vh.extend_from_slice(&1u32.to_le_bytes());
+    vh.extend_from_slice(&data_start.to_le_bytes());
+    vh.extend_from_slice(&vp_index.to_le_bytes());
+    vh.extend_from_slice(&[0; 6]);
+    let mut data = (vtls.len() as u32).to_le_bytes().to_vec();
+    for &vtl in vtls {
+        let mut reg = [0u8; 32];
+        reg[0] = vtl;
+        data.extend_from_slice(&reg);
+    }
+    let total = 24 + vh.len() + data.len();
+    let mut f = Vec::new();
+    for v in [0x4d56_4749u32, 1, 24, vh.len() as u32, total as u32, 0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&vh);
+    f.extend_from_slice(&data);
+    assert_eq!(f.len() as u32 - data.len() as u32, data_start);
+    fix_checksum(&mut f);
+    f
+}
+
+/// The igvm crate asserts (in every profile) that a VSM_ISOLATION VP context
+/// uses one VTL and is for vp_index 0: such files are refused first.
+#[test]
+fn vsm_isolation_contexts_the_igvm_crate_asserts_on_are_refused() {
+    let e = plan(&vsm_file(0, &[0, 2]), "", 512 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mixes registers of VTL 0 and VTL 2"), "{e}");
+    let e = plan(&vsm_file(3, &[0]), "", 512 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("vp_index 3"), "{e}");
+    // One VTL, boot processor: past the pre-check (refused later, as the
+    // adapter runs only the native platform).
+    let e = plan(&vsm_file(0, &[2, 2]), "", 512 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("VSM_ISOLATION VP context"), "{e}");
+}

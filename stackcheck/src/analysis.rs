@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
@@ -239,7 +239,8 @@ pub fn run_with(
     };
     for (name, path) in paths {
         let data = read_file(path)?;
-        let a = analyze_image(&data, cfg, name, false)?;
+        let a = analyze_image(&data, cfg, name, false)
+            .with_context(|| format!("image {name} ({})", path.display()))?;
         let lines = LineIndex::new(&data);
         image_report(&mut report, cfg, name, path, &a, &lines, path_locations)?;
     }

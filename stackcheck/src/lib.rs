@@ -4,13 +4,16 @@
 //! [`cfi`] reads frame sizes from `.eh_frame`/`.debug_frame`, [`mcode`]
 //! sizes functions without usable CFI from their machine code, [`graph`]
 //! builds the call graph with iced-x86, [`bound`] computes per-entry
-//! bounds, [`report`] renders JSON/Markdown/SVG/SARIF and
+//! bounds, [`report`] renders JSON/Markdown/SARIF, [`chart`] the SVG
+//! stack-depth chart, [`dot`] Graphviz graphs of worst paths, and
 //! [`symbolize`] maps serial-log backtraces to source lines.
 
 pub mod analysis;
 pub mod bound;
 pub mod cfi;
+pub mod chart;
 pub mod config;
+pub mod dot;
 pub mod dwarf;
 pub mod elf;
 pub mod graph;

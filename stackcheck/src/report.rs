@@ -1,6 +1,9 @@
-//! Report renderers: JSON, Markdown, SVG flame graph (inferno), SARIF, baseline.
+//! Report renderers: JSON, Markdown, SARIF, folded stacks, baseline; and the
+//! clean-ups before rendering (paths relative to the repository, only the
+//! violations). The SVG chart is in `chart`, the DOT graphs in `dot`.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -11,6 +14,70 @@ use crate::bail_input;
 
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_default() + "\n"
+}
+
+/// A budget for people: `none` for an entry checked without one.
+pub fn budget_str(b: u64) -> String {
+    if b == u64::MAX {
+        "none".into()
+    } else {
+        b.to_string()
+    }
+}
+
+/// Keeps only the violations: entries over budget or unbounded (large moves
+/// and frames are warnings and go too).
+pub fn only_violations(r: &mut Report) {
+    r.entries.retain(|e| e.status != Status::Ok);
+    r.large_moves.clear();
+    r.large_frames.clear();
+}
+
+/// A path as it may appear in a committed report: relative to `root` (the
+/// repository) when inside it; Rust's library sources and registry crates
+/// as `<rust>/...` and `<cargo-registry>/<crate>/...`; other paths as given.
+pub fn display_path(p: &str, root: &Path) -> String {
+    if let Ok(rel) = Path::new(p).strip_prefix(root) {
+        return rel.display().to_string();
+    }
+    if let Some(i) = p.find("/.cargo/registry/src/") {
+        let rest = &p[i + "/.cargo/registry/src/".len()..];
+        // Skip the index directory (index.crates.io-<hash>).
+        let rest = rest.split_once('/').map_or(rest, |(_, r)| r);
+        return format!("<cargo-registry>/{rest}");
+    }
+    if let Some(i) = p.find("/lib/rustlib/src/rust/") {
+        return format!("<rust>/{}", &p[i + "/lib/rustlib/src/rust/".len()..]);
+    }
+    if let Some(rest) = p.strip_prefix("/rustc/")
+        && let Some((_, rest)) = rest.split_once('/')
+    {
+        return format!("<rust>/{rest}");
+    }
+    p.to_string()
+}
+
+/// Rewrites every path of the report with [`display_path`].
+pub fn relativize(r: &mut Report, root: &Path) {
+    let fix = |f: &mut Option<String>| {
+        if let Some(p) = f {
+            *p = display_path(p, root);
+        }
+    };
+    for i in &mut r.images {
+        i.path = display_path(&i.path, root);
+    }
+    for e in &mut r.entries {
+        for s in &mut e.worst_path {
+            fix(&mut s.file);
+        }
+    }
+    for m in &mut r.large_moves {
+        fix(&mut m.file);
+    }
+    for f in &mut r.large_frames {
+        fix(&mut f.file);
+    }
 }
 
 fn status_str(s: Status) -> &'static str {
@@ -77,8 +144,9 @@ pub fn markdown(r: &Report) -> String {
             e.image,
             e.stack,
             bound,
-            e.budget,
+            budget_str(e.budget),
             e.headroom
+                .filter(|_| e.budget != u64::MAX)
                 .map(|h| h.to_string())
                 .unwrap_or_else(|| "—".into()),
             status_str(e.status),
@@ -225,50 +293,27 @@ fn push_path(out: &mut Vec<String>, root: &str, e: &EntryReport) {
     }
 }
 
-pub fn flamegraph(r: &Report) -> Result<Vec<u8>> {
-    let lines = collapsed(r);
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title = "stackcheck: worst stack paths per entry point".into();
-    opts.count_name = "bytes".into();
-    opts.deterministic = true;
-    let mut buf = Vec::new();
-    if lines.is_empty() {
-        // inferno refuses empty input; render a placeholder.
-        let placeholder = ["no bounded entry points 1".to_string()];
-        inferno::flamegraph::from_lines(
-            &mut opts,
-            placeholder.iter().map(String::as_str),
-            &mut buf,
-        )?;
-    } else {
-        inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut buf)?;
-    }
-    Ok(buf)
-}
-
 /// SARIF 2.1.0 log: violations, unbounded entries, large moves and frames.
 pub fn sarif(r: &Report) -> String {
     let mut results = Vec::new();
-    // Code-scanning tools want paths relative to the repository root (the
-    // working directory of `make stackcheck`); others stay absolute.
-    let cwd = std::env::current_dir()
-        .ok()
-        .map(|p| p.display().to_string());
-    let rel = |f: &str| -> String {
-        match &cwd {
-            Some(c) if f.starts_with(c.as_str()) && f.as_bytes().get(c.len()) == Some(&b'/') => {
-                f[c.len() + 1..].to_string()
-            }
-            _ => f.to_string(),
-        }
-    };
+    // Code scanning resolves locations against the repository and drops a
+    // file whose locations point outside it: paths in the repository (made
+    // relative by `relativize`) become locations; others (`<rust>/...`,
+    // `<cargo-registry>/...`, absolute) are named in the message instead.
+    let in_repo = |f: &str| !f.starts_with('<') && !f.starts_with('/');
     let location = |file: &Option<String>, line: Option<u32>| -> serde_json::Value {
         match file {
-            Some(f) => json!([{ "physicalLocation": {
-                "artifactLocation": { "uri": rel(f) },
+            Some(f) if in_repo(f) => json!([{ "physicalLocation": {
+                "artifactLocation": { "uri": f, "uriBaseId": "%SRCROOT%" },
                 "region": { "startLine": line.unwrap_or(1).max(1) }
             }}]),
-            None => json!([]),
+            _ => json!([]),
+        }
+    };
+    let outside = |file: &Option<String>, line: Option<u32>| -> String {
+        match file {
+            Some(f) if !in_repo(f) => format!(" (at {f}:{}, outside the repository)", line.unwrap_or(0)),
+            _ => String::new(),
         }
     };
     for e in &r.entries {
@@ -282,7 +327,7 @@ pub fn sarif(r: &Report) -> String {
                 "ruleId": "stack-budget-exceeded",
                 "level": "error",
                 "message": { "text": format!("entry `{}` ({}) needs {} bytes on stack `{}`, budget {}: {}",
-                    e.name, e.symbol, fmt_opt(e.bound), e.stack, e.budget, short_path(e)) },
+                    e.name, e.symbol, fmt_opt(e.bound), e.stack, budget_str(e.budget), short_path(e)) },
                 "locations": loc,
             })),
             Status::Unbounded => {
@@ -300,7 +345,7 @@ pub fn sarif(r: &Report) -> String {
         results.push(json!({
             "ruleId": "large-move",
             "level": "warning",
-            "message": { "text": format!("{} of {} bytes{} in `{}`", m.callee, m.size, if m.onto_stack { " onto the stack" } else { "" }, m.function) },
+            "message": { "text": format!("{} of {} bytes{} in `{}`{}", m.callee, m.size, if m.onto_stack { " onto the stack" } else { "" }, m.function, outside(&m.file, m.line)) },
             "locations": location(&m.file, m.line),
         }));
     }
@@ -308,7 +353,7 @@ pub fn sarif(r: &Report) -> String {
         results.push(json!({
             "ruleId": "large-frame",
             "level": "warning",
-            "message": { "text": format!("`{}` has a {}-byte stack frame", f.function, f.frame) },
+            "message": { "text": format!("`{}` has a {}-byte stack frame{}", f.function, f.frame, outside(&f.file, f.line)) },
             "locations": location(&f.file, f.line),
         }));
     }

@@ -203,7 +203,7 @@ fn usage_errors_exit_2() {
             "--max-growth",
             "5",
         ]),
-        "--max-growth needs --baseline",
+        "--baseline",
     );
 }
 
@@ -237,7 +237,7 @@ fn reports_all_formats_and_baseline() {
         md.contains("| `gb` (`gb_entry`) | main | s | 224 | 300 | 76 | ok | gb_entry → gb_leaf |"),
         "{md}"
     );
-    let svg = std::fs::read_to_string(out.join("flamegraph.svg")).unwrap();
+    let svg = std::fs::read_to_string(out.join("stack-depth.svg")).unwrap();
     assert!(
         svg.starts_with("<?xml") && svg.contains("gb_leaf"),
         "{}",
@@ -246,13 +246,34 @@ fn reports_all_formats_and_baseline() {
     let sarif: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.sarif")).unwrap()).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
+    // Run from the package directory, the fixture's source is in the
+    // "repository": a location relative to it.
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let loc = &results
+        .iter()
+        .find(|r| r["ruleId"] == "large-move")
+        .expect("large move")["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(loc["uri"], "fixtures/graphs/got.S", "{loc}");
+    assert_eq!(loc["uriBaseId"], "%SRCROOT%");
+    let json = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(!json.contains(env!("CARGO_MANIFEST_DIR")), "absolute path in {json}");
+    // Run from elsewhere, it is outside: named in the message, no location
+    // that code scanning would drop.
+    let o = Command::new(env!("CARGO_BIN_EXE_stackcheck"))
+        .args(["report", "--config", s(&cfgp), "--elf", s(&elf), "--out-dir", s(&out)])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.sarif")).unwrap()).unwrap();
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert!(results.iter().any(|r| {
+        let text = r["message"]["text"].as_str().unwrap();
         r["ruleId"] == "large-move"
-            && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-                .as_str()
-                .unwrap()
-                .ends_with("got.S")
+            && r["locations"].as_array().unwrap().is_empty()
+            && text.contains("fixtures/graphs/got.S:")
+            && text.contains("outside the repository")
     }));
     assert!(results.iter().any(|r| r["ruleId"] == "large-frame"));
 

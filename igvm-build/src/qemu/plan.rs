@@ -141,6 +141,7 @@ fn precheck(bytes: &[u8]) -> Result<()> {
 /// Parses `bytes` and keeps the native platform. Errors name the problem.
 pub fn parse_native(bytes: &[u8]) -> Result<(IgvmFile, u32)> {
     precheck(bytes)?;
+    crate::igvm_check::check_vp_contexts(bytes)?;
     let file = IgvmFile::new_from_binary(bytes, Some(IsolationType::NotIsolated))
         .map_err(|e| anyhow!("invalid IGVM file: {e}"))?;
     let mut native = None;
