@@ -59,6 +59,9 @@ setup:
 	command -v qemu-system-x86_64 >/dev/null || missing="$$missing qemu-system-x86"; \
 	command -v objdump >/dev/null || missing="$$missing binutils"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	command -v gdb >/dev/null || missing="$$missing gdb"; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	command -v rsvg-convert >/dev/null || missing="$$missing librsvg2-bin"; \
 	if [ -n "$$missing" ]; then \
 	  echo "setup: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -88,7 +91,7 @@ test-host:
 ## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs).
 test-qemu: igvm stackcheck-bin
 	SVSM_IGVM=$(abspath $(IGVM)) SVSM_KERNEL_ELF=$(abspath $(KERNEL_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
-	  $(CARGO) test -p igvm-build --test boot -- --include-ignored --test-threads=2
+	  $(CARGO) test -p igvm-build --test boot --test debug -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \

@@ -4,6 +4,8 @@
 #
 #   make test-adapter   adapter unit + integration tests (tiny IGVM files built
 #                       in the test, booted on the installed QEMU with TCG)
+#   make debug          boot paused under QEMU's gdbstub and print the gdb
+#                       command (kernel symbols, breakpoint at its entry)
 #   make bench-boot     median wall time from spawning QEMU to "SVSM: ready"
 #                       over BENCH_BOOT_RUNS boots of the real image (reports,
 #                       never asserts)
@@ -13,7 +15,7 @@ IGVM_BUILD ?= target/debug/igvm-build
 IGVM ?= build/debug/svsm.igvm
 BENCH_BOOT_RUNS ?= 10
 
-.PHONY: test-adapter bench-boot
+.PHONY: test-adapter bench-boot debug
 
 # Not added to FRAGMENT_TESTS: `make test-host` (cargo test --workspace)
 # already runs these tests.
@@ -25,3 +27,12 @@ FRAGMENT_BENCHES += bench-boot
 
 bench-boot: igvm
 	$(IGVM_BUILD) bench-boot --runs $(BENCH_BOOT_RUNS) $(IGVM)
+
+## debug: boot $(IGVM) stopped at the reset vector with QEMU's gdbstub on
+## 127.0.0.1:$(DEBUG_PORT); prints the exact gdb command line (kernel
+## symbols, hardware breakpoint at the kernel's entry) and keeps the work
+## directory. CMDLINE=test=<case> boots one test case. See docs/debugging.md.
+DEBUG_PORT ?= 1234
+debug: igvm
+	$(IGVM_BUILD) debug $(IGVM) --kernel $(KERNEL_ELF) --port $(DEBUG_PORT) \
+	  --work-dir $(dir $(IGVM))debug-work $(if $(CMDLINE),--cmdline "$(CMDLINE)")

@@ -1,4 +1,4 @@
-# stackcheck (issue 5): static stack-depth check of the kernel and stage2.
+# stackcheck: static stack-depth check of the kernel and stage2.
 # Included by the top-level Makefile, which provides CARGO, KERNEL_ELF,
 # STAGE2_ELF, the `kernel` target and the FRAGMENT_TESTS/FRAGMENT_BENCHES lists.
 
@@ -11,10 +11,13 @@ stackcheck-bin:
 	$(CARGO) build --release -p stackcheck --bin stackcheck
 
 ## stackcheck: check every entry point of the kernel and stage2 against its
-## budget and write reports/ (report.json, report.md, flamegraph.svg,
-## report.sarif). Fails (exit 1) on a violation or an unbounded entry.
+## budget and write the reports (report.json, report.md, stack-depth.svg,
+## report.sarif) to STACKCHECK_OUT (reports/, the committed copy, unless
+## `make test` points it at build/). Fails (exit 1) on a violation or an
+## unbounded entry.
+STACKCHECK_OUT ?= reports
 stackcheck: kernel stackcheck-bin
-	$(STACKCHECK_BIN) report $(STACKCHECK_ARGS) --out-dir reports
+	$(STACKCHECK_BIN) report $(STACKCHECK_ARGS) --out-dir $(STACKCHECK_OUT)
 
 ## stackcheck-soundness: boot the kernel under QEMU (a plain boot, and the
 ## deepest in-QEMU test, backtrace-bench) and check that every measured
@@ -35,15 +38,19 @@ stackcheck-soundness: igvm stackcheck-bin
 ## call graphs), then the real budget check and the QEMU soundness check.
 test-stackcheck:
 	$(CARGO) test -p stackcheck
-	$(MAKE) --no-print-directory stackcheck
+	$(MAKE) --no-print-directory stackcheck STACKCHECK_OUT=build/reports
+	@diff -rq build/reports reports >/dev/null 2>&1 || \
+	  echo "note: reports/ differs from this build's reports (build/reports): run 'make stackcheck' and commit reports/"
 	$(MAKE) --no-print-directory stackcheck-probes
 	$(MAKE) --no-print-directory stackcheck-soundness
 
 ## bench-stackcheck: median wall time of `stackcheck check` vs `objdump -d`
-## on the kernel and on /usr/bin/qemu-system-x86_64 (not a test).
+## on the kernel and on /usr/bin/qemu-system-x86_64, and of the file:line
+## lookups vs binutils' addr2line (not a test).
 bench-stackcheck: kernel stackcheck-bin
 	$(CARGO) run --release -q -p stackcheck --example bench -- \
 	  $(STACKCHECK_BIN) stackcheck.toml $(KERNEL_ELF) /usr/bin/qemu-system-x86_64
+	$(CARGO) run --release -q -p stackcheck --example bench_lines -- $(KERNEL_ELF)
 
 FRAGMENT_TESTS += test-stackcheck
 FRAGMENT_BENCHES += bench-stackcheck

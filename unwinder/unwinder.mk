@@ -1,4 +1,4 @@
-# Make fragment for the unwinder (issue 4). Included by the top-level
+# Make fragment for the unwinder. Included by the top-level
 # Makefile; uses $(CARGO) if set, else cargo.
 CARGO ?= cargo
 # ELF for cfi-coverage (the kernel ELF by default, if the Makefile sets it).

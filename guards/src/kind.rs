@@ -38,9 +38,10 @@ impl IstKind {
 pub enum StackKind {
     /// stage2's identity-mapped stack (registered at a fixed place).
     Stage2,
-    /// The kernel boot stack (fixed place, slot 0; CPU 0's kernel stack).
+    /// The kernel boot stack (fixed place, slot 0): CPU 0's stack until it
+    /// moves to its per-CPU stack at the end of boot.
     Boot,
-    /// Kernel stack of an application processor.
+    /// A CPU's kernel stack after boot (CPU 0's too).
     PerCpu,
     /// An interrupt stack (TSS IST entry).
     Ist(IstKind),

@@ -41,8 +41,10 @@ pub struct BuildArgs {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct InfoArgs {
+    /// The stage2 ELF.
     #[arg(long)]
     pub stage2: PathBuf,
+    /// The kernel ELF.
     #[arg(long)]
     pub kernel: PathBuf,
     /// Fail (exit 1) when stage2's flat image exceeds its 16 KiB limit.
@@ -78,7 +80,11 @@ pub fn plan(kernel: &ElfImage, symtab_len: u64) -> Result<Layout> {
     let symtab_virt = (lo + kernel_image_size)
         .checked_add(PAGE_SIZE)
         .filter(|v| v.checked_add(symtab_size).is_some())
-        .ok_or_else(|| anyhow::anyhow!("kernel image ends too close to the top of the address space for its symbol table"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "kernel image ends too close to the top of the address space for its symbol table"
+            )
+        })?;
     let boot_stack_phys = symtab_phys + symtab_size;
     let free_phys_start = boot_stack_phys + svsm_guards::BOOT_STACK_SIZE;
     if free_phys_start + (4 << 20) > KERNEL_REGION_END {

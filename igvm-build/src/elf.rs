@@ -52,12 +52,7 @@ impl ElfImage {
     /// Lowest and highest (exclusive) virtual address of the loadable segments.
     pub fn span(&self) -> (u64, u64) {
         let lo = self.segments.iter().map(|s| s.vaddr).min().unwrap_or(0);
-        let hi = self
-            .segments
-            .iter()
-            .map(Segment::end)
-            .max()
-            .unwrap_or(0);
+        let hi = self.segments.iter().map(Segment::end).max().unwrap_or(0);
         (lo, hi)
     }
 
@@ -121,7 +116,9 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
             .and_then(|e| e.checked_next_multiple_of(4096))
             .is_none()
         {
-            bail!("segment at {vaddr:#x} with p_memsz {memsz:#x} ends beyond the 64-bit address space");
+            bail!(
+                "segment at {vaddr:#x} with p_memsz {memsz:#x} ends beyond the 64-bit address space"
+            );
         }
         segments.push(Segment {
             vaddr: ph.p_vaddr(endian),

@@ -79,9 +79,12 @@ fn check_vbs_context(bytes: &[u8], vp: &IGVM_VHS_VP_CONTEXT) -> Result<()> {
         "IGVM VSM_ISOLATION VP context for vp_index {}: only the boot processor (0) is supported",
         vp.vp_index
     );
-    let data = bytes
-        .get(vp.file_offset as usize..)
-        .ok_or_else(|| anyhow!("IGVM VP context file offset {:#x} is outside the file", vp.file_offset))?;
+    let data = bytes.get(vp.file_offset as usize..).ok_or_else(|| {
+        anyhow!(
+            "IGVM VP context file offset {:#x} is outside the file",
+            vp.file_offset
+        )
+    })?;
     let Ok((hdr, mut rest)) = VbsVpContextHeader::read_from_prefix(data) else {
         return Ok(()); // the crate reports the short data itself
     };

@@ -1,12 +1,18 @@
-use clap::{Parser, Subcommand};
-use igvm_build::{build, qemu};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use igvm_build::{build, debug, qemu};
 use std::process::ExitCode;
 
+/// Shown at the end of every `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (run, debug: the guest exited with the success code)
+  1  the guest ran but did not succeed (test failure, panic, exception,
+     stack overflow, triple fault, timeout); info --check: stage2 too large;
+     bench-boot: no boot reached the ready marker
+  2  bad input or usage: missing, truncated, non-ELF or wrong-architecture
+     ELF, corrupt or unsupported IGVM file, QEMU that cannot be started";
+
 /// Package the SVSM into an IGVM file, and run IGVM files on QEMU.
-///
-/// Exit codes: 0 success; 1 the guest ran but did not exit with the success
-/// code (test failure, panic, exception, stack overflow, triple fault); 2 bad
-/// input or usage.
 #[derive(Parser)]
 #[command(name = "igvm-build", version)]
 struct Cli {
@@ -24,10 +30,19 @@ enum Cmd {
     Run(qemu::RunArgs),
     /// Boot repeatedly and report the median time to the ready marker.
     BenchBoot(qemu::BenchArgs),
+    /// Boot under QEMU stopped at the reset vector with the gdbstub on, and
+    /// print the gdb command that attaches with the kernel's symbols.
+    Debug(debug::DebugArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cmd = Cli::command()
+        .after_help(EXIT_CODES)
+        .mut_subcommands(|s| s.after_help(EXIT_CODES));
+    let cli = match cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -39,6 +54,7 @@ fn main() -> ExitCode {
         Cmd::Info(a) => build::info(a),
         Cmd::Run(a) => qemu::run(a),
         Cmd::BenchBoot(a) => qemu::bench_boot(a),
+        Cmd::Debug(a) => debug::debug(a),
     };
     match res {
         Ok(code) => ExitCode::from(code),
@@ -46,5 +62,14 @@ fn main() -> ExitCode {
             eprintln!("igvm-build: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -53,9 +53,10 @@ pub struct RunArgs {
     /// Also write the serial output to this file.
     #[arg(long)]
     pub serial_log: Option<PathBuf>,
-    /// Kill QEMU after this many seconds (exit 1).
+    /// Kill QEMU after this many seconds (exit 1); 0 waits without a limit.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// How the file is handed to QEMU.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
     /// Print the QEMU command line (to stderr) before running it.
@@ -74,18 +75,22 @@ pub struct RunArgs {
 pub struct BenchArgs {
     /// The IGVM file to boot.
     pub igvm: PathBuf,
-    /// Number of boots.
-    #[arg(long, default_value_t = 10)]
+    /// Number of boots (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
+    /// Written to the IGVM COMMAND_LINE parameter (e.g. `test=<name>`).
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// Guest RAM in MiB.
     #[arg(long, default_value_t = layout::DEFAULT_GUEST_RAM >> 20)]
     pub memory: u64,
+    /// The QEMU binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
-    /// Per-boot timeout in seconds.
+    /// Per-boot timeout in seconds; 0 waits without a limit.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// How the file is handed to QEMU.
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
 }
@@ -525,6 +530,15 @@ fn run_qemu(qemu: &Path, args: &[OsString], opts: &BootOptions) -> Result<BootOu
     })
 }
 
+/// A `--timeout` in seconds; 0 means no limit.
+pub fn timeout_secs(s: u64) -> Duration {
+    if s == 0 {
+        Duration::MAX
+    } else {
+        Duration::from_secs(s)
+    }
+}
+
 /// Runs the IGVM file; returns the process exit code igvm-build should use:
 /// 0 only when the guest exits with `ExitCode::Success`, else 1.
 pub fn run(args: &RunArgs) -> Result<u8> {
@@ -533,7 +547,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         cmdline: args.cmdline.clone(),
         memory_mib: args.memory,
         qemu: args.qemu.clone(),
-        timeout: Duration::from_secs(args.timeout),
+        timeout: timeout_secs(args.timeout),
         mode: args.mode,
         echo: true,
         serial_log: args.serial_log.clone(),
@@ -574,7 +588,7 @@ pub fn bench_boot(args: &BenchArgs) -> Result<u8> {
         .cmdline(args.cmdline.clone())
         .memory_mib(args.memory)
         .qemu(args.qemu.clone())
-        .timeout(Duration::from_secs(args.timeout))
+        .timeout(timeout_secs(args.timeout))
         .mode(args.mode);
     if opts.mode == Mode::Auto {
         opts.mode = if opts.cmdline.is_empty() && qemu_supports_igvm_cfg(&opts.qemu)? {

@@ -545,3 +545,24 @@ fn plan_refuses_inconsistent_files() {
     let e = plan_error(img, "");
     assert!(e.contains("no NATIVE platform header"), "{e}");
 }
+
+#[test]
+fn timeout_zero_means_no_limit_and_zero_runs_are_refused() {
+    let p = Image::new(hello).write("timeout0-hello.igvm");
+    let out = bin()
+        .args(["run", "--mode", "adapter", "--timeout", "0"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    let out = bin()
+        .args(["bench-boot", "--runs", "0", "--mode", "adapter"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--runs"), "{stderr}");
+}

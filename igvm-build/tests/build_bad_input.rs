@@ -168,7 +168,10 @@ fn segment_ending_beyond_the_address_space() {
         let p = tmp(&format!("memsz-{vaddr:x}"), &one_segment_elf(vaddr, memsz));
         let (code, err) = build_with_kernel(&p);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains("ends beyond the 64-bit address space"), "{err}");
+        assert!(
+            err.contains("ends beyond the 64-bit address space"),
+            "{err}"
+        );
         let (code, err) = run(&[
             "info".as_ref(),
             "--stage2".as_ref(),
@@ -179,7 +182,58 @@ fn segment_ending_beyond_the_address_space() {
         assert_eq!(code, 2, "{err}");
     }
     // A segment ending exactly at the last page still parses.
-    assert!(
-        igvm_build::elf::parse(&one_segment_elf(0xffff_ffff_ffff_e000, 0x1000)).is_ok()
-    );
+    assert!(igvm_build::elf::parse(&one_segment_elf(0xffff_ffff_ffff_e000, 0x1000)).is_ok());
+}
+
+/// Every option of every subcommand has a help text, and every `--help`
+/// lists the exit codes.
+#[test]
+fn help_texts_and_exit_codes() {
+    for sub in ["", "build", "info", "run", "bench-boot", "debug"] {
+        let mut args: Vec<&std::ffi::OsStr> = Vec::new();
+        if !sub.is_empty() {
+            args.push(sub.as_ref());
+        }
+        args.push("--help".as_ref());
+        let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{sub}: {help}");
+        assert!(
+            help.contains("Exit codes:") && help.contains("2  bad input"),
+            "{sub}: {help}"
+        );
+        let options = help
+            .split("Options:")
+            .nth(1)
+            .unwrap_or("")
+            .split("Exit codes:")
+            .next()
+            .unwrap();
+        let lines: Vec<&str> = options.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            // `--long`, `-s, --long`; not `- value: ...` of a value list.
+            if !(t.starts_with("--")
+                || t.starts_with('-') && t.as_bytes().get(1).is_some_and(u8::is_ascii_alphabetic))
+            {
+                continue;
+            }
+            // The text follows on the same line, or (long help) below it.
+            let same_line = line
+                .trim()
+                .split("  ")
+                .filter(|s| !s.trim().is_empty())
+                .count()
+                >= 2;
+            let below = lines.get(i + 1).is_some_and(|n| {
+                let n = n.trim();
+                !n.is_empty() && !n.starts_with("--")
+            });
+            let described = same_line || below;
+            assert!(described, "{sub}: option without help: {line}");
+        }
+    }
 }

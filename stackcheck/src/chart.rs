@@ -88,7 +88,9 @@ impl Canvas {
             Status::OverBudget => "OVER BUDGET",
             Status::Unbounded => "UNBOUNDED",
         };
-        let bound = e.bound.map_or_else(|| "unbounded".into(), |b| format!("{b} B"));
+        let bound = e
+            .bound
+            .map_or_else(|| "unbounded".into(), |b| format!("{b} B"));
         let head = format!(
             "{} [{}]: {bound}, budget {}, {status}",
             e.name,
@@ -117,7 +119,11 @@ impl Canvas {
             );
             self.text(4, "frame", &label, &tip);
             let (x, w) = (self.x(used), (s.frame as f64 * self.scale).max(1.0));
-            let class = if e.status == Status::Ok { "bar" } else { "bar over" };
+            let class = if e.status == Status::Ok {
+                "bar"
+            } else {
+                "bar over"
+            };
             let _ = writeln!(
                 self.body,
                 "<rect x=\"{x:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" class=\"{class}\"><title>{}</title></rect>",
@@ -192,8 +198,14 @@ mod tests {
     #[test]
     fn short_names_keep_the_function() {
         assert_eq!(short_name("a::b::c", 80), "a::b::c");
-        assert_eq!(short_name("core::ptr::drop_in_place<alloc::vec::Vec<u8>>", 80), "core::ptr::drop_in_place<…>");
-        assert_eq!(short_name("svsm_kernel::mm::paging::map_range", 20), "paging::map_range");
+        assert_eq!(
+            short_name("core::ptr::drop_in_place<alloc::vec::Vec<u8>>", 80),
+            "core::ptr::drop_in_place<…>"
+        );
+        assert_eq!(
+            short_name("svsm_kernel::mm::paging::map_range", 20),
+            "paging::map_range"
+        );
         let s = short_name("x::an_extremely_long_function_name_that_never_fits", 20);
         assert_eq!(s.chars().count(), 20);
         assert!(s.ends_with("never_fits") && s.starts_with('…'));

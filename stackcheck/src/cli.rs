@@ -261,7 +261,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Cmd::Frames { elf, sort, min } => frames(&elf, sort, min),
         Cmd::Probes { elf } => {
             let data = analysis::read_file(&elf)?;
-            let img = stackcheck::elf::Image::parse(&data).with_context(|| elf.display().to_string())?;
+            let img =
+                stackcheck::elf::Image::parse(&data).with_context(|| elf.display().to_string())?;
             let findings = stackcheck::probes::check(&img);
             let mut s = String::new();
             for f in &findings {
@@ -282,7 +283,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 Some(p) if p == Path::new("-") => read_stdin()?,
                 Some(p) => read_text(p, "log")?,
             };
-            let s = symbolize::symbolize(&data, &text).with_context(|| elf.display().to_string())?;
+            let s =
+                symbolize::symbolize(&data, &text).with_context(|| elf.display().to_string())?;
             Ok(stdout(s, true))
         }
     }
@@ -520,7 +522,11 @@ fn summary(r: &Report) -> String {
                 );
             }
             if e.issues.len() > 10 {
-                let _ = writeln!(s, "    ... {} more (see the JSON report)", e.issues.len() - 10);
+                let _ = writeln!(
+                    s,
+                    "    ... {} more (see the JSON report)",
+                    e.issues.len() - 10
+                );
             }
         }
     }
@@ -639,7 +645,9 @@ fn explain(
     }
     let name = match image_name.or_else(|| paths.keys().next().cloned()) {
         Some(n) => n,
-        None => bail_input!("no ELF given: use --elf PATH, --image NAME=PATH or [images] in the config"),
+        None => {
+            bail_input!("no ELF given: use --elf PATH, --image NAME=PATH or [images] in the config")
+        }
     };
     let Some(path) = paths.get(&name) else {
         bail_input!("no image `{name}`")

@@ -32,13 +32,20 @@ pub fn quote(s: &str) -> String {
 
 /// Each entry's worst path as a chain of boxes, one cluster per entry.
 pub fn report_paths(r: &Report) -> String {
-    let mut s = String::from("digraph stackcheck {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut s = String::from(
+        "digraph stackcheck {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     for (k, e) in r.entries.iter().enumerate() {
-        let bound = e.bound.map_or_else(|| "unbounded".to_string(), |b| format!("{b} B"));
+        let bound = e
+            .bound
+            .map_or_else(|| "unbounded".to_string(), |b| format!("{b} B"));
         let _ = writeln!(
             s,
             "  subgraph cluster_{k} {{\n    label={};",
-            quote(&format!("{} ({}) on {}: {bound}", e.name, e.symbol, e.stack))
+            quote(&format!(
+                "{} ({}) on {}: {bound}",
+                e.name, e.symbol, e.stack
+            ))
         );
         for (i, st) in e.worst_path.iter().enumerate() {
             let _ = writeln!(
@@ -62,11 +69,14 @@ pub fn report_paths(r: &Report) -> String {
 /// From each of `starts`: the worst path (solid, bold) and, at every step,
 /// the other callees with the stack they would need (dashed).
 pub fn worst_paths(b: &Bounds, starts: &[usize]) -> String {
-    let mut s = String::from("digraph explain {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+    let mut s = String::from(
+        "digraph explain {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+    );
     let mut declared = BTreeSet::new();
     let mut node = |s: &mut String, i: usize, on_path: bool| {
         if declared.insert(i) {
-            let bound = b.bound[i].map_or_else(|| "unbounded".to_string(), |v| format!("bound {v} B"));
+            let bound =
+                b.bound[i].map_or_else(|| "unbounded".to_string(), |v| format!("bound {v} B"));
             let frame = b.frames[i]
                 .as_ref()
                 .map_or_else(|_| "frame unknown".to_string(), |v| format!("frame {v} B"));
@@ -106,14 +116,21 @@ pub fn worst_paths(b: &Bounds, starts: &[usize]) -> String {
                         format!("{c} B")
                     };
                     let style = if best { "bold" } else { "dashed" };
-                    let _ = writeln!(s, "  n{f} -> n{to} [label={}, style={style}];", quote(&cost));
+                    let _ = writeln!(
+                        s,
+                        "  n{f} -> n{to} [label={}, style={style}];",
+                        quote(&cost)
+                    );
                 }
             }
             if alts.len() > MAX_ALTERNATIVES + 1 {
                 let _ = writeln!(
                     s,
                     "  n{f}_more [label={}, shape=plaintext];\n  n{f} -> n{f}_more [style=dotted];",
-                    quote(&format!("{} more callees", alts.len() - MAX_ALTERNATIVES - 1))
+                    quote(&format!(
+                        "{} more callees",
+                        alts.len() - MAX_ALTERNATIVES - 1
+                    ))
                 );
             }
             match b.best[f].and_then(|k| b.edges[f].get(k)) {

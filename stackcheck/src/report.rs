@@ -312,7 +312,9 @@ pub fn sarif(r: &Report) -> String {
     };
     let outside = |file: &Option<String>, line: Option<u32>| -> String {
         match file {
-            Some(f) if !in_repo(f) => format!(" (at {f}:{}, outside the repository)", line.unwrap_or(0)),
+            Some(f) if !in_repo(f) => {
+                format!(" (at {f}:{}, outside the repository)", line.unwrap_or(0))
+            }
             _ => String::new(),
         }
     };

@@ -256,11 +256,22 @@ fn reports_all_formats_and_baseline() {
     assert_eq!(loc["uri"], "fixtures/graphs/got.S", "{loc}");
     assert_eq!(loc["uriBaseId"], "%SRCROOT%");
     let json = std::fs::read_to_string(out.join("report.json")).unwrap();
-    assert!(!json.contains(env!("CARGO_MANIFEST_DIR")), "absolute path in {json}");
+    assert!(
+        !json.contains(env!("CARGO_MANIFEST_DIR")),
+        "absolute path in {json}"
+    );
     // Run from elsewhere, it is outside: named in the message, no location
     // that code scanning would drop.
     let o = Command::new(env!("CARGO_BIN_EXE_stackcheck"))
-        .args(["report", "--config", s(&cfgp), "--elf", s(&elf), "--out-dir", s(&out)])
+        .args([
+            "report",
+            "--config",
+            s(&cfgp),
+            "--elf",
+            s(&elf),
+            "--out-dir",
+            s(&out),
+        ])
         .current_dir(&dir)
         .output()
         .unwrap();

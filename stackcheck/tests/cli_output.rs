@@ -18,7 +18,9 @@ fn stackcheck(args: &[&str]) -> Output {
 }
 
 fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited normally (no signal, no abort)")
+    o.status
+        .code()
+        .expect("exited normally (no signal, no abort)")
 }
 
 fn out(o: &Output) -> String {
@@ -90,7 +92,15 @@ fn a_closed_pipe_ends_quietly() {
 fn json_stays_json_with_a_baseline() {
     let dir = tmp("json-baseline");
     let elf = graph_fixture("tail");
-    let args = ["check", "--elf", s(&elf), "--entry", "ta_entry", "--budget", "200"];
+    let args = [
+        "check",
+        "--elf",
+        s(&elf),
+        "--entry",
+        "ta_entry",
+        "--budget",
+        "200",
+    ];
     let o = stackcheck(&[&args[..], &["--format", "json"]].concat());
     assert_eq!(code(&o), 0, "{}", err(&o));
     let old = out(&o).replace("\"bound\": 128", "\"bound\": 100");
@@ -98,7 +108,8 @@ fn json_stays_json_with_a_baseline() {
     for fmt in [&["--format", "json"][..], &["--json"][..]] {
         let o = stackcheck(&[&args[..], fmt, &["--baseline", s(&oldp)]].concat());
         assert_eq!(code(&o), 0, "{}", err(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
         assert_eq!(v["entries"][0]["bound"], 128);
         assert!(err(&o).contains("100 -> 128 (+28 B"), "{}", err(&o));
     }
@@ -137,7 +148,11 @@ fn explain_without_a_match_is_an_error() {
     let elf = graph_fixture("tail");
     let o = stackcheck(&["explain", "--elf", s(&elf), "no_such_*"]);
     assert_eq!(code(&o), 2);
-    assert!(err(&o).contains("no function matches `no_such_*`"), "{}", err(&o));
+    assert!(
+        err(&o).contains("no function matches `no_such_*`"),
+        "{}",
+        err(&o)
+    );
     let o = stackcheck(&["explain", "--elf", s(&elf), "ta_*"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     assert!(out(&o).contains("ta_entry @"), "{}", out(&o));
@@ -148,14 +163,53 @@ fn options_a_subcommand_does_not_take_are_refused() {
     let elf = graph_fixture("tail");
     let e = s(&elf);
     for args in [
-        vec!["report", "--elf", e, "--entry", "ta_entry", "--all-functions"],
-        vec!["check", "--elf", e, "--all-functions", "--entry", "ta_entry"],
-        vec!["check", "--elf", e, "--all-functions", "--baseline", "x.json"],
+        vec![
+            "report",
+            "--elf",
+            e,
+            "--entry",
+            "ta_entry",
+            "--all-functions",
+        ],
+        vec![
+            "check",
+            "--elf",
+            e,
+            "--all-functions",
+            "--entry",
+            "ta_entry",
+        ],
+        vec![
+            "check",
+            "--elf",
+            e,
+            "--all-functions",
+            "--baseline",
+            "x.json",
+        ],
         vec!["explain", "--elf", e, "--entry", "ta_entry", "ta_entry"],
         vec!["explain", "--elf", e, "--baseline", "x.json", "ta_entry"],
-        vec!["hwm", "--elf", e, "--entry", "ta_entry", "--log", "x", "--baseline", "y"],
+        vec![
+            "hwm",
+            "--elf",
+            e,
+            "--entry",
+            "ta_entry",
+            "--log",
+            "x",
+            "--baseline",
+            "y",
+        ],
         vec!["check", "--elf", e, "--budget", "5"],
-        vec!["check", "--elf", e, "--entry", "ta_entry", "--max-growth", "5"],
+        vec![
+            "check",
+            "--elf",
+            e,
+            "--entry",
+            "ta_entry",
+            "--max-growth",
+            "5",
+        ],
         vec!["frames", "--elf", e, "--entry", "ta_entry"],
     ] {
         let o = stackcheck(&args);
@@ -177,7 +231,10 @@ fn help_shows_exit_codes_and_no_u64_max() {
         let o = stackcheck(&args);
         assert_eq!(code(&o), 0, "{args:?}");
         let h = out(&o);
-        assert!(h.contains("Exit codes:") && h.contains("2  bad input"), "{args:?}: {h}");
+        assert!(
+            h.contains("Exit codes:") && h.contains("2  bad input"),
+            "{args:?}: {h}"
+        );
         assert!(!h.contains("18446744073709551615"), "{args:?}: {h}");
     }
     let elf = graph_fixture("tail");
@@ -200,7 +257,10 @@ fn frames_sorted_by_size_with_a_minimum() {
     assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
     assert!(sizes.iter().all(|&v| v >= 16), "{sizes:?}");
     let all = stackcheck(&["frames", "--elf", s(&elf)]);
-    assert!(out(&all).lines().count() > sizes.len(), "--min filtered nothing");
+    assert!(
+        out(&all).lines().count() > sizes.len(),
+        "--min filtered nothing"
+    );
 }
 
 fn two_entries(dir: &Path) -> PathBuf {
@@ -221,8 +281,21 @@ fn quiet_keeps_only_violations() {
     assert!(out(&o).contains("fits") && out(&o).contains("tight"));
     let o = stackcheck(&["check", "-q", "--config", s(&cfg), "--elf", s(&elf)]);
     assert_eq!(code(&o), 1);
-    assert!(!out(&o).contains("fits") && out(&o).contains("tight"), "{}", out(&o));
-    let o = stackcheck(&["check", "-q", "--format", "json", "--config", s(&cfg), "--elf", s(&elf)]);
+    assert!(
+        !out(&o).contains("fits") && out(&o).contains("tight"),
+        "{}",
+        out(&o)
+    );
+    let o = stackcheck(&[
+        "check",
+        "-q",
+        "--format",
+        "json",
+        "--config",
+        s(&cfg),
+        "--elf",
+        s(&elf),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["entries"].as_array().unwrap().len(), 1);
 }
@@ -233,21 +306,42 @@ fn markdown_sarif_folded_and_dot() {
     let elf = graph_fixture("tail");
     let cfg = two_entries(&dir);
     let run = |fmt: &str| {
-        let o = stackcheck(&["check", "--format", fmt, "--config", s(&cfg), "--elf", s(&elf)]);
+        let o = stackcheck(&[
+            "check",
+            "--format",
+            fmt,
+            "--config",
+            s(&cfg),
+            "--elf",
+            s(&elf),
+        ]);
         assert_eq!(code(&o), 1, "{fmt}: {}", err(&o));
         out(&o)
     };
     assert!(run("md").contains("| `tight` (`ta_entry`) |"));
     let sarif: serde_json::Value = serde_json::from_str(&run("sarif")).unwrap();
-    assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "stack-budget-exceeded");
-    assert!(run("folded").lines().any(|l| l.starts_with("tight [s];ta_entry")));
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["ruleId"],
+        "stack-budget-exceeded"
+    );
+    assert!(
+        run("folded")
+            .lines()
+            .any(|l| l.starts_with("tight [s];ta_entry"))
+    );
     let dot = run("dot");
-    assert!(dot.starts_with("digraph") && dot.contains("ta_entry") && dot.contains("->"), "{dot}");
+    assert!(
+        dot.starts_with("digraph") && dot.contains("ta_entry") && dot.contains("->"),
+        "{dot}"
+    );
     graphviz_accepts(&dot);
     let o = stackcheck(&["explain", "--format", "dot", "--elf", s(&elf), "ta_entry"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     let dot = out(&o);
-    assert!(dot.contains("style=bold") && dot.contains("ta_leaf"), "{dot}");
+    assert!(
+        dot.contains("style=bold") && dot.contains("ta_leaf"),
+        "{dot}"
+    );
     graphviz_accepts(&dot);
 }
 
@@ -282,7 +376,15 @@ fn the_chart_is_readable_when_rendered() {
         "c.toml",
         b"[[entry]]\nname = \"deep\"\nsymbol = \"f0\"\nstack = \"s\"\nbudget = 2000\n[[entry]]\nname = \"shallow\"\nsymbol = \"f35\"\nstack = \"s\"\nbudget = 2000\n",
     );
-    let o = stackcheck(&["check", "--format", "svg", "--config", s(&cfg), "--elf", s(&elf)]);
+    let o = stackcheck(&[
+        "check",
+        "--format",
+        "svg",
+        "--config",
+        s(&cfg),
+        "--elf",
+        s(&elf),
+    ]);
     assert_eq!(code(&o), 0, "{}", err(&o));
     let svg = out(&o);
     let svgp = write(&dir, "chart.svg", svg.as_bytes());
@@ -309,12 +411,19 @@ fn the_chart_is_readable_when_rendered() {
     assert_eq!(labels.len(), 1 + 2 + 40 + 5, "{svg}");
     assert!(svg.contains("font-size: 12px"));
     for l in &labels[1..] {
-        assert!(l.chars().count() <= 77, "label too long for its column: {l}");
+        assert!(
+            l.chars().count() <= 77,
+            "label too long for its column: {l}"
+        );
         assert!(!l.ends_with(".."), "{l}");
     }
     // 12 px text needs rows of at least 12 px: the rendered height gives
     // each label its row.
-    assert!(h >= 12 * labels.len() as u32, "{h} px for {} labels", labels.len());
+    assert!(
+        h >= 12 * labels.len() as u32,
+        "{h} px for {} labels",
+        labels.len()
+    );
     // One byte scale: the shallow entry's five frames end where the deep
     // entry's first five do.
     let ends: Vec<f64> = svg
@@ -329,5 +438,10 @@ fn the_chart_is_readable_when_rendered() {
         })
         .collect();
     assert_eq!(ends.len(), 45);
-    assert!((ends[4] - ends[44]).abs() < 0.2, "{} vs {}", ends[4], ends[44]);
+    assert!(
+        (ends[4] - ends[44]).abs() < 0.2,
+        "{} vs {}",
+        ends[4],
+        ends[44]
+    );
 }

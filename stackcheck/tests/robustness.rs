@@ -89,7 +89,7 @@ fn mutated_elfs_never_panic() {
             if let Ok(r) = analysis::run(&cfg, &paths) {
                 let _ = stackcheck::report::markdown(&r);
                 let _ = stackcheck::report::sarif(&r);
-                let _ = stackcheck::report::flamegraph(&r);
+                let _ = stackcheck::chart::svg(&r);
             }
         }
     }

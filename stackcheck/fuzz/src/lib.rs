@@ -15,7 +15,10 @@ pub fn elf(data: &[u8]) {
             "not an input error: {e:#}"
         );
     }
-    let _ = stackcheck::symbolize::symbolize(data, "BACKTRACE BEGIN build-id=00\n  #00 pc=0x1 sp=0x2 x\n");
+    let _ = stackcheck::symbolize::symbolize(
+        data,
+        "BACKTRACE BEGIN build-id=00\n  #00 pc=0x1 sp=0x2 x\n",
+    );
 }
 
 /// Any text as a TOML config.
