@@ -32,6 +32,7 @@ fn esc(s: &str) -> String {
 /// Drops generic arguments and leading path segments until `name` fits in
 /// `max` characters; the end (the function itself) is kept.
 pub fn short_name(name: &str, max: usize) -> String {
+    let name = qualified_self(name);
     let mut out = String::new();
     let mut depth = 0usize;
     for c in name.chars() {
@@ -59,6 +60,30 @@ pub fn short_name(name: &str, max: usize) -> String {
         let tail: String = s.chars().skip(n - (max - 1)).collect();
         format!("…{tail}")
     }
+}
+
+/// `<a::b::Type<T> as c::Trait>::f` and `<a::b::Type<T>>::f` become
+/// `Type::f`: the implementing type's own name, where a blanket shortening
+/// would leave only `<…>::f`.
+fn qualified_self(name: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest) = name.strip_prefix('<') else {
+        return name.into();
+    };
+    let mut depth = 1usize;
+    let Some(end) = rest.char_indices().find_map(|(i, c)| {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            _ => {}
+        }
+        (depth == 0).then_some(i)
+    }) else {
+        return name.into();
+    };
+    let ty = rest[..end].split(" as ").next().unwrap_or("");
+    let ty = ty.split('<').next().unwrap_or(ty);
+    let ty = ty.rsplit("::").next().unwrap_or(ty);
+    format!("{ty}{}", &rest[end + 1..]).into()
 }
 
 struct Canvas {
@@ -197,6 +222,17 @@ mod tests {
 
     #[test]
     fn short_names_keep_the_function() {
+        assert_eq!(
+            short_name(
+                "<gimli::read::op::Evaluation<R, S> as core::fmt::Debug>::fmt",
+                80
+            ),
+            "Evaluation::fmt"
+        );
+        assert_eq!(
+            short_name("<a::B<C>>::evaluate_internal", 80),
+            "B::evaluate_internal"
+        );
         assert_eq!(short_name("a::b::c", 80), "a::b::c");
         assert_eq!(
             short_name("core::ptr::drop_in_place<alloc::vec::Vec<u8>>", 80),

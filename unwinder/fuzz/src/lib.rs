@@ -170,11 +170,12 @@ pub fn api(data: &[u8]) {
     let Some(module) = module(hdr, eh) else {
         return;
     };
+    // The FDE found for a pc covers it. (With a malformed, unsorted search
+    // table it may lie outside pc_range, so `spans` is not compared.)
     for pc in [regs.rip, regs.rbp, regs.rbx, regs.rip.wrapping_sub(1)] {
-        let in_range = module.spans(pc);
+        let _ = module.spans(pc);
         if let Some((lo, hi)) = module.fde_range(pc) {
             assert!(lo <= pc && pc < hi, "fde_range({pc:#x}) = {lo:#x}..{hi:#x}");
-            assert!(in_range, "an FDE covers {pc:#x} but spans() says no");
         }
     }
     // Any table (also an unsorted one, whose FDEs need not lie inside
