@@ -2,22 +2,8 @@
 //! registry, and the high-water scan of a 64 KiB stack.
 //! Run: cargo run --release -p svsm-guards --example bench_guards
 use std::hint::black_box;
-use std::time::Instant;
 use svsm_guards::*;
-
-fn median_ns(runs: usize, iters: u32, mut f: impl FnMut()) -> f64 {
-    let mut v: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use svsm_testkit::median_ns;
 
 fn main() {
     let mut reg: Box<StackRegistry> = Box::new(StackRegistry::new());

@@ -572,20 +572,8 @@ mod tests {
         assert_eq!(info.rsp_above_top(r.bottom), 0);
     }
 
-    /// splitmix64: deterministic PRNG for the property test.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    // The shared seeded PRNG of the host tests.
+    use svsm_testkit::Rng;
 
     /// Brute-force oracle: classify `addr` from the list of live stacks.
     fn oracle(live: &[(StackId, StackRange)], addr: u64) -> Classification {
@@ -624,7 +612,7 @@ mod tests {
         ];
         let mut checked = 0u64;
         for seed in 0..200u64 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let mut r = reg();
             if seed % 2 == 0 {
                 r.register_boot_stack().unwrap();

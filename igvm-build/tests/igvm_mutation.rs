@@ -6,6 +6,7 @@ use igvm_build::build::{assemble, to_igvm};
 use igvm_build::elf::{ElfImage, Perms, Segment};
 use igvm_build::qemu::plan::plan;
 use svsm_bootdefs::layout::{KERNEL_VIRT_BASE, STAGE2_BASE};
+use svsm_testkit::Rng;
 
 fn seg(vaddr: u64, len: u64, perms: Perms) -> Segment {
     Segment {
@@ -64,17 +65,6 @@ fn fix_checksum(f: &mut [u8]) {
     f[20..24].copy_from_slice(&sum.to_le_bytes());
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn the_unmutated_file_plans() {
     let mut f = valid_igvm();
@@ -89,27 +79,27 @@ fn mutated_files_with_valid_checksums_never_panic() {
         let rd = |o: usize| u32::from_le_bytes(base[o..o + 4].try_into().unwrap()) as usize;
         rd(8) + rd(12)
     };
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = Rng::new(0x5eed_1234_abcd_ef01);
     let (mut ok, mut refused) = (0, 0);
     for _ in 0..20000 {
         let mut f = base.clone();
-        let n = 1 + rng.next() % 4;
+        let n = 1 + rng.next_u64() % 4;
         for _ in 0..n {
             // Mostly the headers (where the structure is), sometimes anywhere.
-            let limit = if rng.next().is_multiple_of(4) {
+            let limit = if rng.next_u64().is_multiple_of(4) {
                 f.len()
             } else {
                 vh_end
             };
-            let at = (rng.next() as usize) % limit;
-            f[at] = match rng.next() % 3 {
-                0 => rng.next() as u8,
+            let at = (rng.next_u64() as usize) % limit;
+            f[at] = match rng.next_u64() % 3 {
+                0 => rng.next_u64() as u8,
                 1 => 0xff,
                 _ => 0,
             };
         }
-        if rng.next().is_multiple_of(8) {
-            let cut = (rng.next() as usize) % f.len();
+        if rng.next_u64().is_multiple_of(8) {
+            let cut = (rng.next_u64() as usize) % f.len();
             f.truncate(cut.max(24));
         }
         fix_checksum(&mut f);

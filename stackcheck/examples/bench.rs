@@ -12,11 +12,6 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 7;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn time(cmd: &mut Command) -> Result<Duration, String> {
     let start = Instant::now();
     let status = cmd
@@ -45,7 +40,10 @@ fn bench(label: &str, elf: &Path, mut check: impl FnMut() -> Command) -> Result<
         sc.push(time(&mut check())?);
         od.push(time(Command::new("objdump").arg("-d").arg(elf))?);
     }
-    let (s, o) = (median(sc), median(od));
+    let (s, o) = (
+        svsm_testkit::median(&mut sc).unwrap_or_default(),
+        svsm_testkit::median(&mut od).unwrap_or_default(),
+    );
     println!(
         "{label:<14} {:>9.1} MiB  stackcheck check {:>9.1} ms   objdump -d {:>9.1} ms   ratio {:.3}  (median of {RUNS})",
         size as f64 / (1024.0 * 1024.0),

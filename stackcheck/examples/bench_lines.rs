@@ -14,11 +14,6 @@ use stackcheck::dwarf::LineIndex;
 
 const RUNS: usize = 5;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -63,7 +58,7 @@ fn main() {
     println!(
         "{path}: {} addresses ({found} with a location): stackcheck (addr2line crate) median {:.1} ms, binutils addr2line -i median {:.1} ms",
         addrs.len(),
-        ms(median(ours)),
-        ms(median(gnu))
+        ms(svsm_testkit::median(&mut ours).unwrap_or_default()),
+        ms(svsm_testkit::median(&mut gnu).unwrap_or_default())
     );
 }

@@ -5,47 +5,33 @@
 mod common;
 
 use std::collections::BTreeMap;
+use svsm_testkit::Rng;
 
 use stackcheck::analysis;
 use stackcheck::config::Config;
 
-/// xorshift64*: deterministic, seedable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
     let mut d = base.to_vec();
-    match rng.below(4) {
-        0 => d.truncate(rng.below(d.len())),
+    match rng.index(4) {
+        0 => d.truncate(rng.index(d.len())),
         1 => {
-            for _ in 0..1 + rng.below(16) {
-                let i = rng.below(d.len());
-                d[i] = rng.next() as u8;
+            for _ in 0..1 + rng.index(16) {
+                let i = rng.index(d.len());
+                d[i] = rng.next_u64() as u8;
             }
         }
         2 => {
             // Corrupt header/section-header fields specifically.
-            let i = rng.below(64.min(d.len()));
-            d[i] ^= 1 << rng.below(8);
-            let j = rng.below(d.len());
+            let i = rng.index(64.min(d.len()));
+            d[i] ^= 1 << rng.index(8);
+            let j = rng.index(d.len());
             d[j] = 0xff;
         }
         _ => {
-            let at = rng.below(d.len());
-            let n = rng.below(256);
+            let at = rng.index(d.len());
+            let n = rng.index(256);
             for k in at..(at + n).min(d.len()) {
-                d[k] = rng.next() as u8;
+                d[k] = rng.next_u64() as u8;
             }
         }
     }
@@ -65,7 +51,7 @@ fn mutated_elfs_never_panic() {
         std::fs::read(common::graph_fixture("got")).unwrap(),
     ];
     let dir = common::tmp("robust");
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let (mut ok, mut err) = (0, 0);
     for iter in 0..600 {
         let base = &bases[iter % bases.len()];
@@ -105,7 +91,7 @@ fn mutated_configs_never_panic() {
         .unwrap_or_else(|_| {
             "[[entry]]\nname = \"e\"\nsymbol = \"x\"\nstack = \"s\"\nbudget = 1\n".into()
         });
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let bytes = base.as_bytes();
     let mut accepted = 0;
     for _ in 0..2000 {
@@ -121,7 +107,7 @@ fn mutated_configs_never_panic() {
 #[test]
 fn mutated_logs_never_panic() {
     let base = "x\nBACKTRACE BEGIN build-id=abcd\n  #00 pc=0x10 sp=0x20 f+0x1\n  #01 pc=0x11 sp=0x28 [exception vector=14] g\nBACKTRACE END frames=2 stop=loop\n";
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for _ in 0..3000 {
         let d = mutate(&mut rng, base.as_bytes());
         let _ = stackcheck::symbolize::parse_log(&String::from_utf8_lossy(&d));

@@ -15,11 +15,6 @@ const SAMPLES: usize = 41;
 const WALKS_PER_SAMPLE: usize = 200;
 const DEPTH: u32 = 30;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[inline(never)]
 fn measure() {
     let regs = capture_regs!();
@@ -59,11 +54,11 @@ fn measure() {
     }
     println!(
         "unwind: ours   {:7.1} ns/frame (median of {SAMPLES} x {WALKS_PER_SAMPLE} walks, {ours_frames} frames)",
-        median(ours_ns)
+        svsm_testkit::median(&mut ours_ns).unwrap_or(0.0)
     );
     println!(
         "unwind: libgcc {:7.1} ns/frame (median of {SAMPLES} x {WALKS_PER_SAMPLE} walks, {theirs_frames} frames)",
-        median(theirs_ns)
+        svsm_testkit::median(&mut theirs_ns).unwrap_or(0.0)
     );
 }
 

@@ -10,22 +10,8 @@ use common::synth::{FakeMem, Func, build};
 use gimli::X86_64;
 use gimli::write::CallFrameInstruction as I;
 use std::cell::RefCell;
+use svsm_testkit::Rng;
 use svsm_unwinder::{CfiSections, Frame, Memory, Module, Regs, StopReason, UnwindState, Walk};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
 
 /// Memory whose contents are a deterministic function of the address,
 /// biased towards plausible code and stack addresses; reads allowed only
@@ -45,15 +31,15 @@ impl Memory for RandMem {
         if !ok {
             return None;
         }
-        let mut r = Rng(self.seed ^ addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        r.next();
+        let mut r = Rng::new(self.seed ^ addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        r.next_u64();
         Some(match r.below(4) {
             0 | 1 => {
                 let (s, e) = self.code[r.below(self.code.len() as u64) as usize];
                 s + r.below(e - s + 1)
             }
             2 => self.lo + r.below(self.hi - self.lo + 64),
-            _ => r.next(),
+            _ => r.next_u64(),
         })
     }
 }
@@ -154,13 +140,13 @@ fn random_stacks_with_synthetic_cfi() {
         (0x3000, 0x3100),
         (0x4000, 0x4100),
     ];
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
     let mut stops = std::collections::HashMap::new();
     for _ in 0..20_000 {
         let mem = RandMem {
             lo: 0x8000,
             hi: 0x8000 + 8 * (1 + rng.below(64)),
-            seed: rng.next(),
+            seed: rng.next_u64(),
             code: code.clone(),
             reads: RefCell::default(),
         };
@@ -199,12 +185,12 @@ fn random_stacks_with_synthetic_cfi() {
 fn random_stacks_with_host_cfi() {
     let modules = host_modules();
     let code: Vec<(u64, u64)> = modules.iter().map(|m| m.pc_range()).collect();
-    let mut rng = Rng(0xfeed_beef_0bad_cafe);
+    let mut rng = Rng::new(0xfeed_beef_0bad_cafe);
     for _ in 0..3_000 {
         let mem = RandMem {
             lo: 0x7f00_0000_0000,
             hi: 0x7f00_0000_0000 + 8 * (1 + rng.below(512)),
-            seed: rng.next(),
+            seed: rng.next_u64(),
             code: code.clone(),
             reads: RefCell::default(),
         };
@@ -213,7 +199,7 @@ fn random_stacks_with_host_cfi() {
             rip: s + rng.below(e - s),
             rsp: mem.lo + 8 * rng.below(64),
             rbp: mem.lo + 8 * rng.below(64),
-            rbx: rng.next(),
+            rbx: rng.next_u64(),
             ..Regs::default()
         };
         check_walk(
@@ -236,7 +222,7 @@ fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
         let i = rng.below(data.len() as u64) as usize;
         match rng.below(4) {
             0 => data[i] ^= 1 << rng.below(8),
-            1 => data[i] = rng.next() as u8,
+            1 => data[i] = rng.next_u64() as u8,
             2 => data[i] = [0, 0xff, 0x7f, 0x80][rng.below(4) as usize],
             _ => data.truncate(i),
         }
@@ -250,7 +236,7 @@ fn fuzz_sections(
     pcs: (u64, u64),
 ) -> std::collections::HashSet<StopReason> {
     let mut stops = std::collections::HashSet::new();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut built = 0;
     for _ in 0..iterations {
         let mut hdr = base.eh_frame_hdr.to_vec();
@@ -330,7 +316,7 @@ fn malformed_host_cfi() {
     let pristine = Module::new(base).expect("pristine host CFI");
     // The load bias moves the runtime module, not the file.
     assert_eq!(pristine.fde_count(), m.fde_count());
-    let stops = fuzz_sections(&base, 300, 0x5eed, pristine.pc_range());
+    let stops = fuzz_sections(&base, 1000, 0x5eed, pristine.pc_range());
     assert!(stops.contains(&StopReason::BadCfi), "{stops:?}");
 }
 
@@ -343,7 +329,7 @@ fn write_fuzz_seeds() {
         return;
     };
     let blob = build(&synth_funcs());
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     for n in 0..16 {
         let mut d = Vec::new();
         d.extend_from_slice(&(blob.eh_frame_hdr.len() as u16).to_le_bytes());

@@ -541,13 +541,8 @@ fn random_switching_stacks_always_terminate() {
     let blob = build(&switch_funcs());
     let modules = [Module::new(blob.sections()).unwrap()];
     let mut state = Box::new(UnwindState::new());
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = svsm_testkit::Rng::new(0x1234_5678_9abc_def0);
+    let mut rnd = move || rng.next_u64();
     let mut loops = 0;
     for _ in 0..500 {
         let mut mem = switch_memory(Some((1, 2)));
