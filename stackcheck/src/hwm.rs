@@ -14,36 +14,18 @@ pub struct Hwm {
     pub used: u64,
 }
 
-/// Parse every well-formed `STACK-HWM` line; others are ignored.
+/// Every well-formed `STACK-HWM` line, read by the parser that sits next to
+/// the kernel's writer (`svsm_guards::HwmRecord`); other lines are ignored.
 pub fn parse(log: &str) -> Vec<Hwm> {
-    let mut out = Vec::new();
-    for line in log.lines() {
-        let Some(rest) = line.trim_end().strip_prefix("STACK-HWM ") else {
-            continue;
-        };
-        let mut kind = None;
-        let mut name = None;
-        let mut size = None;
-        let mut used = None;
-        for kv in rest.split_whitespace() {
-            match kv.split_once('=') {
-                Some(("kind", v)) => kind = Some(v.to_string()),
-                Some(("name", v)) => name = Some(v.to_string()),
-                Some(("size", v)) => size = v.parse().ok(),
-                Some(("used", v)) => used = v.parse().ok(),
-                _ => {}
-            }
-        }
-        if let (Some(kind), Some(name), Some(size), Some(used)) = (kind, name, size, used) {
-            out.push(Hwm {
-                kind,
-                name,
-                size,
-                used,
-            });
-        }
-    }
-    out
+    log.lines()
+        .filter_map(|l| svsm_guards::HwmRecord::parse(l.trim()).ok())
+        .map(|r| Hwm {
+            kind: r.kind.to_string(),
+            name: r.name.to_string(),
+            size: r.size,
+            used: r.used,
+        })
+        .collect()
 }
 
 /// Static bound of a stack: the deepest entry (with nesting) that runs on it.
