@@ -185,6 +185,50 @@ impl Vmsa {
     pub fn sev_features(&self) -> SevFeatures {
         SevFeatures::from_bits_retain(self.sev_features)
     }
+
+    /// The checks the SVSM protocol's CREATE_VCPU makes on a guest-supplied
+    /// VMSA (a copy of it): the VMSA runs at the guest's VMPL, has EFER.SVME
+    /// set and the caller's SEV features, and neither it nor the calling
+    /// area overlaps the other (both are page-aligned pages).
+    pub fn check_new_vcpu(
+        &self,
+        vmsa_gpa: u64,
+        caa_gpa: u64,
+        guest_vmpl: u8,
+        caller_features: SevFeatures,
+    ) -> Result<(), VmsaCheckError> {
+        if !vmsa_gpa.is_multiple_of(crate::PAGE_SIZE) || !caa_gpa.is_multiple_of(crate::PAGE_SIZE) {
+            return Err(VmsaCheckError::Unaligned);
+        }
+        if vmsa_gpa == caa_gpa {
+            return Err(VmsaCheckError::OverlapsCallingArea);
+        }
+        if self.vmpl != guest_vmpl {
+            return Err(VmsaCheckError::WrongVmpl(self.vmpl));
+        }
+        if self.efer & crate::cr::Efer::SVME.bits() == 0 {
+            return Err(VmsaCheckError::SvmeClear);
+        }
+        if self.sev_features != caller_features.bits() {
+            return Err(VmsaCheckError::SevFeatures(self.sev_features));
+        }
+        Ok(())
+    }
+}
+
+/// Why a VMSA was refused for a new vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmsaCheckError {
+    /// The VMSA or the calling area is not page aligned.
+    Unaligned,
+    /// The VMSA and the calling area are the same page.
+    OverlapsCallingArea,
+    /// The VMSA's VMPL is not the guest's.
+    WrongVmpl(u8),
+    /// EFER.SVME is clear in the VMSA.
+    SvmeClear,
+    /// SEV_FEATURES differ from the caller's.
+    SevFeatures(u64),
 }
 
 #[cfg(test)]
@@ -280,6 +324,37 @@ mod tests {
         z.efer = 0x1d00;
         assert_eq!(&z.as_bytes()[0xd0..0xd8], &0x1d00u64.to_le_bytes());
         assert!(Vmsa::read_from_bytes(&page[..4095]).is_err());
+    }
+
+    #[test]
+    fn new_vcpu_checks() {
+        let features = SevFeatures::SNP_ACTIVE | SevFeatures::ALTERNATE_INJECTION;
+        let mut v = Vmsa::new_zeroed();
+        v.vmpl = 1;
+        v.efer = 0x1d00; // SVME | NXE | LMA | LME
+        v.sev_features = features.bits();
+        assert_eq!(v.check_new_vcpu(0x10_0000, 0x20_0000, 1, features), Ok(()));
+        assert_eq!(
+            v.check_new_vcpu(0x10_0000, 0x10_0000, 1, features),
+            Err(VmsaCheckError::OverlapsCallingArea)
+        );
+        assert_eq!(
+            v.check_new_vcpu(0x10_0800, 0x20_0000, 1, features),
+            Err(VmsaCheckError::Unaligned)
+        );
+        assert_eq!(
+            v.check_new_vcpu(0x10_0000, 0x20_0000, 2, features),
+            Err(VmsaCheckError::WrongVmpl(1))
+        );
+        assert_eq!(
+            v.check_new_vcpu(0x10_0000, 0x20_0000, 1, SevFeatures::SNP_ACTIVE),
+            Err(VmsaCheckError::SevFeatures(features.bits()))
+        );
+        v.efer = 0xd00;
+        assert_eq!(
+            v.check_new_vcpu(0x10_0000, 0x20_0000, 1, features),
+            Err(VmsaCheckError::SvmeClear)
+        );
     }
 
     #[test]
