@@ -155,16 +155,11 @@ fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) {
     if let Err(e) = mm::frames::init(bi.free_phys_start, bi.kernel_region_end) {
         fatal_boot("frame allocator", &e);
     }
-    // The memory map comes from the host: untrusted until validated.
-    // SAFETY: the parameter page lies inside the direct map and is only read.
-    let map = unsafe {
-        core::slice::from_raw_parts(
-            layout::phys_to_virt(bi.memory_map_gpa) as *const u8,
-            bi.memory_map_size as usize,
-        )
-    };
+    // The memory map comes from the host: copied once (onto the heap, not
+    // the stack), then validated from the copy.
+    let map = copy_parameter_area(bi.memory_map_gpa, bi.memory_map_size);
     match svsm_bootdefs::memmap::validate_for_kernel(
-        map,
+        &map,
         bi.kernel_region_start,
         bi.kernel_region_end,
     ) {
@@ -179,6 +174,19 @@ fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) {
     if let Err(e) = stacks::init(bi) {
         fatal_boot("stack registry", &e);
     }
+}
+
+/// A copy of the loader-filled parameter area at `gpa` (`size` bytes, as
+/// igvm-build laid it out), read once, byte by byte, through the direct map.
+fn copy_parameter_area(gpa: u64, size: u64) -> alloc::vec::Vec<u8> {
+    let src = layout::phys_to_virt(gpa) as *const u8;
+    (0..size as usize)
+        .map(|i| {
+            // SAFETY: the parameter area lies inside the direct map and
+            // `i` stays below its size; a volatile read keeps it one read.
+            unsafe { src.add(i).read_volatile() }
+        })
+        .collect()
 }
 
 /// Allocates CPU 0's IST stacks, points its TSS at them and switches to the
