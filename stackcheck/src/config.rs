@@ -163,7 +163,8 @@ pub struct IndirectCfg {
     /// The traits of the `dyn` objects called through (`call
     /// [vtable+disp]`): the callees are the functions at `disp` of those
     /// traits' vtables (and of vtables whose trait is unknown), plus
-    /// `targets`.
+    /// `targets`. Other indirect calls of the caller get `targets` only
+    /// (and are unresolved when it is empty).
     #[serde(default)]
     pub traits: Vec<String>,
     /// Functions (globs) removed from `targets`.

@@ -310,26 +310,59 @@ fn longest_paths(
         }
     }
     let nstates = counters.states();
+    // Internal edges per member in local indices: (callee, cost above the
+    // callee's bound, callee annotated).
+    let internal: Vec<Vec<(usize, u64, bool)>> = order
+        .iter()
+        .map(|&v| {
+            nodes.edges[v]
+                .iter()
+                .filter(|e| scc_of[e.to] == si)
+                .map(|e| (local[&e.to], cost(e, 0, nodes.entry_depth[e.to]), named.contains_key(&e.to)))
+                .collect()
+        })
+        .collect();
+    let is_named: Vec<bool> = order.iter().map(|v| named.contains_key(v)).collect();
+    // enter[i][s]: the state after entering annotated member i from s.
+    let enter: Vec<Vec<Option<usize>>> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if is_named[i] {
+                (0..nstates).map(|s| counters.enter(s, v)).collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
     let mut table: Vec<Vec<u64>> = Vec::with_capacity(nstates);
     for s in 0..nstates {
         let mut cur = base.clone();
         for (i, &v) in order.iter().enumerate() {
-            let limit = counters.reentry_limit(s, v);
+            let limit = if is_named[i] {
+                counters.reentry_limit(s, v)
+            } else {
+                None
+            };
             if let Some(globs) = limit {
                 cur[i] = guarded_base(img, v, globs, nodes, si, scc_of, &out.bound);
             }
-            let allowed = |to: usize| limit.is_none_or(|g| g.iter().any(|p| to < img.functions.len() && matches(img, to, p)));
-            for e in nodes.edges[v].iter().filter(|e| scc_of[e.to] == si && allowed(e.to)) {
-                let w = local[&e.to];
-                let below = if named.contains_key(&e.to) {
-                    match counters.enter(s, e.to) {
+            for &(w, above, w_named) in &internal[i] {
+                if let Some(globs) = limit {
+                    let to = order[w];
+                    if !(to < img.functions.len() && globs.iter().any(|p| matches(img, to, p))) {
+                        continue;
+                    }
+                }
+                let below = if w_named {
+                    match enter[w][s] {
                         Some(t) => table[t][w],
                         None => continue,
                     }
                 } else {
                     cur[w]
                 };
-                cur[i] = cur[i].max(cost(e, below, nodes.entry_depth[e.to]));
+                cur[i] = cur[i].max(above.saturating_add(below));
             }
         }
         table.push(cur);
@@ -409,4 +442,46 @@ fn acyclic_order(
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counters;
+    use std::collections::HashMap;
+
+    /// Two annotations: member 10 named by the first (depth 2, re-entry
+    /// limited), member 20 by the second (depth 1).
+    fn counters() -> Counters {
+        Counters {
+            radix: vec![3, 2],
+            uses: HashMap::from([(10, vec![0]), (20, vec![1])]),
+            reentry: vec![Some(vec!["guard".into()]), None],
+        }
+    }
+
+    #[test]
+    fn counters_consume_per_annotation() {
+        let c = counters();
+        let full = c.states() - 1;
+        assert_eq!(c.states(), 6);
+        // Entering 10 twice is possible, a third time not.
+        let once = c.enter(full, 10).unwrap();
+        let twice = c.enter(once, 10).unwrap();
+        assert_eq!(c.enter(twice, 10), None);
+        // 20's counter is independent.
+        let t = c.enter(twice, 20).unwrap();
+        assert_eq!(c.enter(t, 20), None);
+        assert!(t < twice && twice < once && once < full);
+    }
+
+    #[test]
+    fn reentry_limit_applies_from_the_second_activation() {
+        let c = counters();
+        let full = c.states() - 1;
+        let once = c.enter(full, 10).unwrap();
+        let twice = c.enter(once, 10).unwrap();
+        assert_eq!(c.reentry_limit(once, 10), None);
+        assert_eq!(c.reentry_limit(twice, 10), Some(&["guard".to_string()][..]));
+        assert_eq!(c.reentry_limit(c.enter(full, 20).unwrap(), 20), None);
+    }
 }

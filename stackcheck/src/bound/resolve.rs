@@ -213,10 +213,11 @@ impl<'a, 'b> Resolver<'a, 'b> {
         if !a.traits.is_empty() {
             match form {
                 IndirectForm::MemDisp(d) => ts.extend(self.trait_slot(&a.traits, d)),
+                _ if !a.targets.is_empty() => {}
                 _ => nodes.issues[fi].push(issue(
                     IssueKind::UnresolvedIndirect,
                     format!(
-                        "[[indirect]] for `{}` gives traits {:?}, but the call is not through a vtable slot",
+                        "[[indirect]] for `{}` gives only traits {:?}, but the call is not through a vtable slot",
                         a.caller, a.traits
                     ),
                 )),

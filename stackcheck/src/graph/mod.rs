@@ -13,6 +13,8 @@ pub mod data;
 mod jumptable;
 mod moves;
 mod regdefs;
+#[cfg(test)]
+mod tests;
 
 use regdefs::RegSrc;
 

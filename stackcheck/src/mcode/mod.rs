@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use iced_x86::{FlowControl, Instruction, Register};
 
+#[cfg(test)]
+mod tests;
 mod transfer;
 
 use transfer::{Step, transfer};
