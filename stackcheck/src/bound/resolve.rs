@@ -56,6 +56,8 @@ pub(super) struct Resolver<'a, 'b> {
     ann_targets: Vec<Option<Vec<usize>>>,
     pseudo_taken: Option<usize>,
     pseudo_slot: BTreeMap<i64, usize>,
+    /// Candidate sets of `traits` annotations: (traits, slot) -> size.
+    trait_sets: BTreeMap<(String, i64), usize>,
     pub stats: IndirectStats,
 }
 
@@ -91,6 +93,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
             annotations,
             pseudo_taken: None,
             pseudo_slot: BTreeMap::new(),
+            trait_sets: BTreeMap::new(),
             stats: IndirectStats::default(),
         }
     }
@@ -212,7 +215,12 @@ impl<'a, 'b> Resolver<'a, 'b> {
         let mut ts = ts.clone();
         if !a.traits.is_empty() {
             match form {
-                IndirectForm::MemDisp(d) => ts.extend(self.trait_slot(&a.traits, d)),
+                IndirectForm::MemDisp(d) => {
+                    let set = self.trait_slot(&a.traits, d);
+                    self.trait_sets
+                        .insert((a.traits.join(" + "), d), set.len());
+                    ts.extend(set);
+                }
                 _ if !a.targets.is_empty() => {}
                 _ => nodes.issues[fi].push(issue(
                     IssueKind::UnresolvedIndirect,
@@ -291,10 +299,15 @@ impl<'a, 'b> Resolver<'a, 'b> {
 
     /// Candidate-set sizes of the dispatch nodes: (label, size).
     pub fn candidate_sets(&self, nodes: &Nodes) -> Vec<(String, usize)> {
+        let by_trait = self
+            .trait_sets
+            .iter()
+            .map(|((t, d), n)| (format!("<dyn {t} slot {d:#x}>"), *n));
         self.pseudo_slot
             .values()
             .chain(self.pseudo_taken.iter())
             .map(|&p| (nodes.names[p].clone(), nodes.edges[p].len()))
+            .chain(by_trait)
             .collect()
     }
 }
