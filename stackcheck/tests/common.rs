@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn fixtures() -> PathBuf {

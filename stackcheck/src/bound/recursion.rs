@@ -78,7 +78,12 @@ pub(super) fn bound_scc(
             members.len(),
             path_text(&cycle, nodes)
         );
-        let is = Issue::new(IssueKind::Recursion, &nodes.names[start], nodes.addrs[start], detail);
+        let is = Issue::new(
+            IssueKind::Recursion,
+            &nodes.names[start],
+            nodes.addrs[start],
+            detail,
+        );
         nodes.issues[start].push(is);
         return;
     }
@@ -88,11 +93,25 @@ pub(super) fn bound_scc(
             "cycle avoids every [[recursion]] annotation of its component: {}",
             path_text(c, nodes)
         );
-        let is = Issue::new(IssueKind::Recursion, &nodes.names[c[0]], nodes.addrs[c[0]], detail);
+        let is = Issue::new(
+            IssueKind::Recursion,
+            &nodes.names[c[0]],
+            nodes.addrs[c[0]],
+            detail,
+        );
         nodes.issues[c[0]].push(is);
     }
     let used: BTreeSet<usize> = named.values().flatten().copied().collect();
-    record_uses(recs, &used, &named, members, nodes, &in_scc, avoiding.is_empty(), out);
+    record_uses(
+        recs,
+        &used,
+        &named,
+        members,
+        nodes,
+        &in_scc,
+        avoiding.is_empty(),
+        out,
+    );
     if !avoiding.is_empty() {
         return;
     }
@@ -233,19 +252,30 @@ impl Counters {
     }
 
     /// The `reentry` globs limiting member `m` in state `s` (the state
-    /// after entering it): set when a counter of an annotation with
-    /// `reentry` shows that another activation is live.
+    /// after entering it): those of the first annotation naming `m` that has
+    /// them, once its counter shows that another activation is live.
     fn reentry_limit(&self, s: usize, m: usize) -> Option<&[String]> {
-        let cs = self.uses.get(&m)?;
-        cs.iter().find_map(|&c| {
-            let left = (s / self.weight(c)) as u64 % self.radix[c];
-            let first = left + 1 == self.radix[c] - 1;
-            if first {
-                None
-            } else {
-                self.reentry[c].as_deref()
-            }
-        })
+        let c = self.reentry_counter(m)?;
+        let left = (s / self.weight(c)) as u64 % self.radix[c];
+        let first = left + 1 == self.radix[c] - 1;
+        if first {
+            None
+        } else {
+            self.reentry[c].as_deref()
+        }
+    }
+
+    fn reentry_counter(&self, m: usize) -> Option<usize> {
+        self.uses
+            .get(&m)?
+            .iter()
+            .copied()
+            .find(|&c| self.reentry[c].is_some())
+    }
+
+    /// The `reentry` globs of the first annotation naming `m` that has them.
+    fn reentry_of(&self, m: usize) -> Option<&[String]> {
+        self.reentry[self.reentry_counter(m)?].as_deref()
     }
 
     /// The state after activating `m` from state `s`, if every counter it
@@ -254,7 +284,8 @@ impl Counters {
         let mut t = s;
         for &c in &self.uses[&m] {
             let w = self.weight(c);
-            if (t / w) as u64 % self.radix[c] == 0 {
+            let digit = (t / w) as u64 % self.radix[c];
+            if digit == 0 {
                 return None;
             }
             t -= w;
@@ -318,7 +349,13 @@ fn longest_paths(
             nodes.edges[v]
                 .iter()
                 .filter(|e| scc_of[e.to] == si)
-                .map(|e| (local[&e.to], cost(e, 0, nodes.entry_depth[e.to]), named.contains_key(&e.to)))
+                .map(|e| {
+                    (
+                        local[&e.to],
+                        cost(e, 0, nodes.entry_depth[e.to]),
+                        named.contains_key(&e.to),
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -335,24 +372,39 @@ fn longest_paths(
             }
         })
         .collect();
+    // Per annotated member with a `reentry` limit: its guarded base and
+    // which internal edges the limit allows (computed once).
+    let guarded: Vec<Option<(u64, Vec<bool>)>> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let globs = counters.reentry_of(v)?;
+            let named_ok =
+                |to: usize| to < img.functions.len() && globs.iter().any(|p| matches(img, to, p));
+            let base = guarded_base(img, v, globs, nodes, si, scc_of, &out.bound);
+            Some((
+                base,
+                internal[i].iter().map(|e| named_ok(order[e.0])).collect(),
+            ))
+        })
+        .collect();
     let mut table: Vec<Vec<u64>> = Vec::with_capacity(nstates);
+    // `s` is a state number (it indexes `enter` and selects limits), not
+    // just a position in `table`.
+    #[allow(clippy::needless_range_loop)]
     for s in 0..nstates {
         let mut cur = base.clone();
         for (i, &v) in order.iter().enumerate() {
-            let limit = if is_named[i] {
-                counters.reentry_limit(s, v)
-            } else {
-                None
+            let limit = match &guarded[i] {
+                Some(g) if counters.reentry_limit(s, v).is_some() => Some(g),
+                _ => None,
             };
-            if let Some(globs) = limit {
-                cur[i] = guarded_base(img, v, globs, nodes, si, scc_of, &out.bound);
+            if let Some((b, _)) = limit {
+                cur[i] = *b;
             }
-            for &(w, above, w_named) in &internal[i] {
-                if let Some(globs) = limit {
-                    let to = order[w];
-                    if !(to < img.functions.len() && globs.iter().any(|p| matches(img, to, p))) {
-                        continue;
-                    }
+            for (k, &(w, above, w_named)) in internal[i].iter().enumerate() {
+                if limit.is_some_and(|(_, ok)| !ok[k]) {
+                    continue;
                 }
                 let below = if w_named {
                     match enter[w][s] {

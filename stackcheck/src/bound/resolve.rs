@@ -137,7 +137,8 @@ impl<'a, 'b> Resolver<'a, 'b> {
             depth,
             how,
         };
-        let issue = |kind: IssueKind, detail: String| Issue::new(kind, &f.demangled, s.addr, detail);
+        let issue =
+            |kind: IssueKind, detail: String| Issue::new(kind, &f.demangled, s.addr, detail);
         match &s.target {
             Target::Func(t) => {
                 let how = if s.via_slot {
@@ -173,9 +174,7 @@ impl<'a, 'b> Resolver<'a, 'b> {
                             IndirectForm::MemDisp(d) => {
                                 format!("call through memory [reg{d:+#x}]")
                             }
-                            IndirectForm::Complex => {
-                                "call through a computed address".to_string()
-                            }
+                            IndirectForm::Complex => "call through a computed address".to_string(),
                         };
                         nodes.issues[fi].push(issue(
                             IssueKind::UnresolvedIndirect,

@@ -20,12 +20,13 @@ pub fn tarjan(
     let mut sccs: Vec<Vec<usize>> = Vec::new();
     let mut next = 0usize;
     let mut call: Vec<(usize, usize)> = Vec::new();
-    let mut open = |v: usize, index: &mut Vec<usize>, low: &mut Vec<usize>, stack: &mut Vec<usize>| {
-        index[v] = next;
-        low[v] = next;
-        next += 1;
-        stack.push(v);
-    };
+    let mut open =
+        |v: usize, index: &mut Vec<usize>, low: &mut Vec<usize>, stack: &mut Vec<usize>| {
+            index[v] = next;
+            low[v] = next;
+            next += 1;
+            stack.push(v);
+        };
     for root in (0..n).filter(|&r| keep(r)) {
         if index[root] != NONE {
             continue;

@@ -140,14 +140,12 @@ fn window_values(instrs: &[Instruction], idx: usize) -> impl Fn(Register) -> Sym
             (Mnemonic::Mov, OpKind::Register) if ins.op0_register().size() == 8 => {
                 regs(ins.op1_register())
             }
-            (Mnemonic::Add, OpKind::Register) => {
-                match (regs(dst), regs(ins.op1_register())) {
-                    (Sym::Rel32(t), Sym::Addr(b)) | (Sym::Addr(b), Sym::Rel32(t)) if t == b => {
-                        Sym::RelTarget(t)
-                    }
-                    _ => Sym::Unknown,
+            (Mnemonic::Add, OpKind::Register) => match (regs(dst), regs(ins.op1_register())) {
+                (Sym::Rel32(t), Sym::Addr(b)) | (Sym::Addr(b), Sym::Rel32(t)) if t == b => {
+                    Sym::RelTarget(t)
                 }
-            }
+                _ => Sym::Unknown,
+            },
             (Mnemonic::Cmp | Mnemonic::Test, _) => continue,
             _ => Sym::Unknown,
         };

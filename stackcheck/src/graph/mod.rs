@@ -132,8 +132,8 @@ pub fn build(img: &Image<'_>, cfi: &Cfi, all_code: bool) -> Graph {
         };
         let fde = cfi.fde_for(f.addr);
         let need_code = fde.is_none_or(|d| d.not_rsp_based);
-        let minfo = (need_code || all_code)
-            .then(|| mcode::analyze(&instrs, f.addr, f.end(), &cx.tables));
+        let minfo =
+            (need_code || all_code).then(|| mcode::analyze(&instrs, f.addr, f.end(), &cx.tables));
         let (frame, source) = frame_of(f, fde, minfo.as_ref());
         let depth_at = |idx: usize, addr: u64| -> Option<u64> {
             if let Some(v) = fde.and_then(|d| d.depth_at(addr)) {
@@ -236,7 +236,11 @@ fn decode(img: &Image<'_>, f: &Function, instrs: &mut Vec<Instruction>) -> Optio
 
 /// Jump tables of a function: index of the dispatching `jmp` -> indices of
 /// its targets.
-fn jump_tables(img: &Image<'_>, f: &Function, instrs: &[Instruction]) -> BTreeMap<usize, Vec<usize>> {
+fn jump_tables(
+    img: &Image<'_>,
+    f: &Function,
+    instrs: &[Instruction],
+) -> BTreeMap<usize, Vec<usize>> {
     let mut out = BTreeMap::new();
     for (idx, ins) in instrs.iter().enumerate() {
         if ins.flow_control() != FlowControl::IndirectBranch {
@@ -449,7 +453,9 @@ fn is_far(ins: &Instruction) -> bool {
         || (ins.op0_kind() == OpKind::Memory
             && matches!(
                 ins.memory_size(),
-                iced_x86::MemorySize::SegPtr16 | iced_x86::MemorySize::SegPtr32 | iced_x86::MemorySize::SegPtr64
+                iced_x86::MemorySize::SegPtr16
+                    | iced_x86::MemorySize::SegPtr32
+                    | iced_x86::MemorySize::SegPtr64
             ))
 }
 
@@ -514,7 +520,6 @@ fn collect_taken(img: &Image<'_>, ins: &Instruction, taken: &mut HashSet<usize>)
     }
 }
 
-
 /// `jmp reg`/`jmp [..]` preceded by a scaled-index table load: a jump table.
 fn is_jump_table(instrs: &[Instruction], idx: usize) -> bool {
     let ins = &instrs[idx];
@@ -546,4 +551,3 @@ fn is_jump_table(instrs: &[Instruction], idx: usize) -> bool {
     }
     false
 }
-

@@ -198,4 +198,3 @@ pub(super) fn reg_source(
     }
     result
 }
-

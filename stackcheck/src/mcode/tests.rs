@@ -17,7 +17,10 @@ fn decode(code: &[u8]) -> Vec<Instruction> {
     v
 }
 
-fn frame(code: &[u8], tables: &BTreeMap<usize, Vec<usize>>) -> (Result<u64, String>, Vec<Option<i64>>) {
+fn frame(
+    code: &[u8],
+    tables: &BTreeMap<usize, Vec<usize>>,
+) -> (Result<u64, String>, Vec<Option<i64>>) {
     let ins = decode(code);
     let m = analyze(&ins, BASE, BASE + code.len() as u64, tables);
     (m.frame, m.depth_before)
@@ -26,7 +29,9 @@ fn frame(code: &[u8], tables: &BTreeMap<usize, Vec<usize>>) -> (Result<u64, Stri
 #[test]
 fn pushes_and_sub_rsp() {
     // push rbp; sub rsp,0x20; add rsp,0x20; pop rbp; ret
-    let code = [0x55, 0x48, 0x83, 0xec, 0x20, 0x48, 0x83, 0xc4, 0x20, 0x5d, 0xc3];
+    let code = [
+        0x55, 0x48, 0x83, 0xec, 0x20, 0x48, 0x83, 0xc4, 0x20, 0x5d, 0xc3,
+    ];
     let (f, d) = frame(&code, &BTreeMap::new());
     assert_eq!(f, Ok(48));
     assert_eq!(d, [Some(8), Some(16), Some(48), Some(16), Some(8)]);
