@@ -31,8 +31,10 @@ bench-boot: igvm
 ## debug: boot $(IGVM) stopped at the reset vector with QEMU's gdbstub on
 ## 127.0.0.1:$(DEBUG_PORT); prints the exact gdb command line (kernel
 ## symbols, hardware breakpoint at the kernel's entry) and keeps the work
-## directory. CMDLINE=test=<case> boots one test case. See docs/debugging.md.
+## directory. CMDLINE=test=<case> boots one test case on the test image.
+## See docs/debugging.md.
 DEBUG_PORT ?= 1234
-debug: igvm
-	$(IGVM_BUILD) debug $(IGVM) --kernel $(KERNEL_ELF) --port $(DEBUG_PORT) \
-	  --work-dir $(dir $(IGVM))debug-work $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+DEBUG_TEST := $(findstring test=,$(CMDLINE))
+debug: $(if $(DEBUG_TEST),igvm-test,igvm)
+	$(IGVM_BUILD) debug $(if $(DEBUG_TEST),$(TEST_IGVM) --kernel $(KERNEL_TEST_ELF),$(IGVM) --kernel $(KERNEL_ELF)) \
+	  --port $(DEBUG_PORT) --work-dir $(dir $(IGVM))debug-work $(if $(CMDLINE),--cmdline "$(CMDLINE)")

@@ -105,7 +105,7 @@ pub fn print_from(regs: Regs) -> Option<StopReason> {
     }
     let mut state = state_lock.lock();
     let walk = Walk::new(&modules, &mem, &mut state, regs);
-    let build_id = crate::boot_info().build_id();
+    let build_id = crate::bootinfo::get().build_id();
     let vector = |f: &Frame| {
         // Every entry stub frame has its vector number 56 bytes below its CFA.
         f.exception

@@ -492,7 +492,7 @@ fn check(input: &ImageArgs, entries: &EntryArgs, path_locations: bool) -> Result
 }
 
 fn summary(r: &Report) -> String {
-    let mut s = String::new();
+    let mut s = analysis::recursion_summary(r);
     for e in &r.entries {
         let bound = e
             .bound
