@@ -316,7 +316,7 @@ fn malformed_host_cfi() {
     let pristine = Module::new(base).expect("pristine host CFI");
     // The load bias moves the runtime module, not the file.
     assert_eq!(pristine.fde_count(), m.fde_count());
-    let stops = fuzz_sections(&base, 1000, 0x5eed, pristine.pc_range());
+    let stops = fuzz_sections(&base, 3000, 0x5eed, pristine.pc_range());
     assert!(stops.contains(&StopReason::BadCfi), "{stops:?}");
 }
 
