@@ -89,7 +89,7 @@ pub fn scan(img: &Image<'_>) -> DataScan {
 /// The 8-aligned words of a data segment with relocations applied (imports
 /// read as 0), and the address of the first word.
 fn words_of(img: &Image<'_>, addr: u64, data: &[u8]) -> Option<(u64, Vec<u64>)> {
-    let base = addr.next_multiple_of(8);
+    let base = addr.checked_next_multiple_of(8)?;
     let skip = (base - addr) as usize;
     if skip >= data.len() {
         return None;
@@ -98,6 +98,8 @@ fn words_of(img: &Image<'_>, addr: u64, data: &[u8]) -> Option<(u64, Vec<u64>)> 
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
         .collect();
+    // A section near the top of the address space: no word past 2^64.
+    words.truncate(((u64::MAX - base) / 8) as usize);
     let end = base + 8 * words.len() as u64;
     for (a, v) in img.relocs.range(base, end) {
         if a % 8 == 0 {
