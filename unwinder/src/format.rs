@@ -1,7 +1,7 @@
 //! The `BACKTRACE` block of docs/serial-formats.md, shared by the kernel and
 //! host tools.
 
-use crate::{Frame, Memory, StopReason, Walk};
+use crate::{Frame, Memory, RowSource, StopReason, Walk};
 use core::fmt::{self, Write};
 
 /// Writes one backtrace block incrementally: [`BacktraceWriter::begin`],
@@ -82,16 +82,17 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
 /// returns (name, offset of `lookup_pc` in it); `vector(frame)` returns the
 /// exception vector for frames whose `exception` is set. Returns the stop
 /// reason.
-pub fn write_backtrace<'s, W, M>(
+pub fn write_backtrace<'s, W, M, S>(
     out: &mut W,
     build_id: &[u8],
-    mut walk: Walk<'_, M>,
+    mut walk: Walk<'_, M, S>,
     mut symbolize: impl FnMut(u64) -> Option<(&'s str, u64)>,
     mut vector: impl FnMut(&Frame) -> Option<u32>,
 ) -> Result<StopReason, fmt::Error>
 where
     W: Write + ?Sized,
     M: Memory + ?Sized,
+    S: RowSource,
 {
     let mut w = BacktraceWriter::begin(out, build_id)?;
     for frame in walk.by_ref() {
