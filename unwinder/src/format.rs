@@ -21,6 +21,9 @@ pub struct BacktraceWriter<'o, W: Write + ?Sized> {
 
 impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     /// Writes the `BACKTRACE BEGIN` line.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn begin(out: &'o mut W, build_id: &[u8]) -> Result<Self, fmt::Error> {
         out.write_str("BACKTRACE BEGIN build-id=")?;
         for b in build_id {
@@ -35,6 +38,9 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     /// symbol start); the printed offset is that of `pc`. `vector` is the
     /// exception vector for frames entered through an exception; when such a
     /// frame's vector is unknown the marker is `[exception vector=?]`.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn frame(
         &mut self,
         frame: &Frame,
@@ -68,6 +74,9 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     }
 
     /// Writes the `BACKTRACE END` line.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn end(self, stop: StopReason) -> fmt::Result {
         writeln!(
             self.out,

@@ -283,6 +283,7 @@ impl<'w> GimliRows<'w> {
         lookup_pc: u64,
         regs: &Regs,
         valid: u32,
+        caller: &mut Regs,
     ) -> StepResult {
         let fde = Self::fde_cached(&mut self.cies, mi, module, lookup_pc).map_err(|e| (None, e))?;
         let signal = fde.is_signal_trampoline();
@@ -343,7 +344,7 @@ impl<'w> GimliRows<'w> {
                 return Ok(Step {
                     cfa,
                     signal,
-                    caller: None,
+                    caller_valid: None,
                 });
             }
             Some(rule) => ev
@@ -352,7 +353,7 @@ impl<'w> GimliRows<'w> {
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
 
-        let mut caller = *regs;
+        *caller = *regs;
         // Without a rule, a callee-saved register keeps the callee's value;
         // a caller-saved one is unknown in the caller (an exception entry
         // stub that saves it describes it with an explicit rule).
@@ -387,7 +388,7 @@ impl<'w> GimliRows<'w> {
         Ok(Step {
             cfa,
             signal,
-            caller: Some((caller, caller_valid)),
+            caller_valid: Some(caller_valid),
         })
     }
 }
@@ -399,6 +400,7 @@ impl RowSource for GimliRows<'_> {
         lookup_pc: u64,
         regs: &Regs,
         valid: u32,
+        caller: &mut Regs,
     ) -> StepResult {
         let modules = self.modules;
         let (mi, module) = modules
@@ -408,11 +410,11 @@ impl RowSource for GimliRows<'_> {
             .ok_or((None, StopReason::NoFde))?;
         if let Some(table) = &module.table {
             match table.lookup(lookup_pc) {
-                Some(Row::Rules(d)) => return d.step(mem, regs, valid),
+                Some(Row::Rules(d)) => return d.step(mem, regs, valid, caller),
                 Some(Row::NoFde) => return Err((None, StopReason::NoFde)),
                 Some(Row::Fallback) | None => {}
             }
         }
-        self.eval_frame(mi, module, mem, lookup_pc, regs, valid)
+        self.eval_frame(mi, module, mem, lookup_pc, regs, valid, caller)
     }
 }

@@ -62,9 +62,9 @@ pub(crate) const K_REGISTER: u16 = 5;
 /// A parsed, validated compact table borrowing its bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct UnwindTable<'a> {
-    starts: &'a [u8],
-    index: &'a [u8],
-    descs: &'a [u8],
+    starts: &'a [[u8; 4]],
+    index: &'a [[u8; 2]],
+    descs: &'a [[u8; DESC_SIZE]],
     base: u64,
     end: u64,
 }
@@ -103,8 +103,10 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(*b.get(at..)?.first_chunk::<4>()?))
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(*b.get(at..)?.first_chunk::<2>()?))
+/// `b` as whole `N`-byte chunks; `None` unless it divides evenly.
+fn chunks<const N: usize>(b: &[u8]) -> Option<&[[u8; N]]> {
+    let (whole, rest) = b.as_chunks::<N>();
+    rest.is_empty().then_some(whole)
 }
 
 /// Decodes a 16-bit rule; `None` for an unknown kind or register.
@@ -115,8 +117,10 @@ pub(crate) fn decode_rule(r: u16) -> Option<Rule> {
         K_NONE => Rule::None,
         K_UNDEFINED => Rule::Undefined,
         K_SAME => Rule::SameValue,
-        K_OFFSET => Rule::Offset(v * 8),
-        K_VAL_OFFSET => Rule::ValOffset(v * 8),
+        // |v| < 2^11: no overflow (wrapping keeps overflow checks, and so
+        // panic edges, off the fault path).
+        K_OFFSET => Rule::Offset(v.wrapping_mul(8)),
+        K_VAL_OFFSET => Rule::ValOffset(v.wrapping_mul(8)),
         K_REGISTER if (0..=16).contains(&v) => Rule::Register(Register(v as u16)),
         _ => return None,
     })
@@ -150,16 +154,12 @@ impl<'a> UnwindTable<'a> {
         let index_at = HEADER_SIZE + rows * 4;
         let descs_at = (index_at + rows * 2).next_multiple_of(4);
         let descs_len = ndescs * DESC_SIZE;
+        let part = |from: usize, to: usize| bytes.get(from..to).ok_or("unwind table truncated");
         let t = UnwindTable {
-            starts: bytes
-                .get(HEADER_SIZE..index_at)
-                .ok_or("unwind rows out of bounds")?,
-            index: bytes
-                .get(index_at..index_at + rows * 2)
-                .ok_or("unwind rows out of bounds")?,
-            descs: bytes
-                .get(descs_at..descs_at + descs_len)
-                .ok_or("unwind descriptors out of bounds")?,
+            starts: chunks(part(HEADER_SIZE, index_at)?).ok_or("unwind rows malformed")?,
+            index: chunks(part(index_at, index_at + rows * 2)?).ok_or("unwind rows malformed")?,
+            descs: chunks(part(descs_at, descs_at + descs_len)?)
+                .ok_or("unwind descriptors malformed")?,
             base,
             end: base,
         };
@@ -172,7 +172,7 @@ impl<'a> UnwindTable<'a> {
     fn validate(mut self, rows: usize, ndescs: usize) -> Result<Self, &'static str> {
         let mut prev = None;
         for i in 0..rows {
-            let s = u32_at(self.starts, i * 4).ok_or("unwind rows out of bounds")?;
+            let s = self.start(i).ok_or("unwind rows out of bounds")?;
             if prev.is_none() && s != 0 {
                 return Err("first unwind row does not start at the base");
             }
@@ -180,7 +180,7 @@ impl<'a> UnwindTable<'a> {
                 return Err("unwind rows not strictly increasing");
             }
             prev = Some(s);
-            let d = u16_at(self.index, i * 2).ok_or("unwind rows out of bounds")?;
+            let d = self.desc_index(i).ok_or("unwind rows out of bounds")?;
             if d != NO_FDE && d != FALLBACK && usize::from(d) >= ndescs {
                 return Err("unwind row names a missing descriptor");
             }
@@ -192,13 +192,12 @@ impl<'a> UnwindTable<'a> {
             .base
             .checked_add(u64::from(prev.unwrap_or(0)))
             .ok_or("unwind table range overflows")?;
-        for d in self.descs.chunks_exact(DESC_SIZE) {
-            if d.first().is_none_or(|&r| r > 16) {
+        for d in self.descs {
+            if d[0] > 16 {
                 return Err("unwind descriptor has a bad CFA register");
             }
             for k in 0..NRULES {
-                let r = u16_at(d, 8 + 2 * k).ok_or("unwind descriptor truncated")?;
-                decode_rule(r).ok_or("unwind descriptor has a bad rule")?;
+                decode_rule(Rules(d).raw_rule(k)).ok_or("unwind descriptor has a bad rule")?;
             }
         }
         Ok(self)
@@ -211,27 +210,32 @@ impl<'a> UnwindTable<'a> {
 
     /// Number of rows (the end marker included).
     pub fn rows(&self) -> usize {
-        self.index.len() / 2
+        self.index.len()
     }
 
     /// Number of distinct rule descriptors.
     pub fn descriptors(&self) -> usize {
-        self.descs.len() / DESC_SIZE
+        self.descs.len()
+    }
+
+    /// Offset of row `i` from the base.
+    #[inline]
+    fn start(&self, i: usize) -> Option<u32> {
+        self.starts.get(i).map(|b| u32::from_le_bytes(*b))
+    }
+
+    #[inline]
+    fn desc_index(&self, i: usize) -> Option<u16> {
+        self.index.get(i).map(|b| u16::from_le_bytes(*b))
     }
 
     /// The start address and the entry of row `i`.
     pub fn row(&self, i: usize) -> Option<(u64, Row<'a>)> {
-        let start = self
-            .base
-            .wrapping_add(u64::from(u32_at(self.starts, i * 4)?));
-        let d = u16_at(self.index, i * 2)?;
-        let row = match d {
+        let start = self.base.wrapping_add(u64::from(self.start(i)?));
+        let row = match self.desc_index(i)? {
             NO_FDE => Row::NoFde,
             FALLBACK => Row::Fallback,
-            d => {
-                let at = usize::from(d) * DESC_SIZE;
-                Row::Rules(Rules(self.descs.get(at..)?.first_chunk::<DESC_SIZE>()?))
-            }
+            d => Row::Rules(Rules(self.descs.get(usize::from(d))?)),
         };
         Some((start, row))
     }
@@ -242,15 +246,17 @@ impl<'a> UnwindTable<'a> {
         if pc < self.base || pc >= self.end {
             return None;
         }
-        // In range: the offset fits the u32 starts.
-        let off = (pc - self.base) as u32;
+        // In range: the offset fits the u32 starts. (The wrapping
+        // arithmetic here cannot wrap; it keeps the fault path free of
+        // overflow checks, hence of panic edges.)
+        let off = pc.wrapping_sub(self.base) as u32;
         // Invariant: rows below `lo` start at or below `off`, rows at or
         // above `hi` above it; row 0 starts at 0, so `lo` ends ≥ 1.
         let (mut lo, mut hi) = (0usize, self.rows());
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if u32_at(self.starts, mid * 4)? <= off {
-                lo = mid + 1;
+            let mid = lo.wrapping_add(hi.wrapping_sub(lo) / 2);
+            if self.start(mid)? <= off {
+                lo = mid.wrapping_add(1);
             } else {
                 hi = mid;
             }
@@ -272,12 +278,20 @@ impl Rules<'_> {
         self.0[1] & FLAG_SIGNAL != 0
     }
 
+    /// The encoded rule of the `i`th register in validity-bit order.
+    #[inline]
+    fn raw_rule(&self, i: usize) -> u16 {
+        let at = i.wrapping_mul(2).wrapping_add(8);
+        match (self.0.get(at), self.0.get(at.wrapping_add(1))) {
+            (Some(&lo), Some(&hi)) => u16::from_le_bytes([lo, hi]),
+            _ => K_UNDEFINED << 12,
+        }
+    }
+
     /// The rule of the `i`th register in validity-bit order.
     #[inline]
     fn rule_at(&self, i: usize) -> Rule {
-        u16_at(self.0, 8 + 2 * i)
-            .and_then(decode_rule)
-            .unwrap_or(Rule::Undefined)
+        decode_rule(self.raw_rule(i)).unwrap_or(Rule::Undefined)
     }
 
     /// The rule for a DWARF register; [`Rule::None`] for untracked ones.
@@ -292,7 +306,13 @@ impl Rules<'_> {
     /// Applies the row to the callee's registers: the same semantics as
     /// the gimli path (docs/unwinder.md, Registers), checked against it at
     /// every instruction of the kernel by the differential test.
-    pub fn step<M: Memory + ?Sized>(&self, mem: &M, regs: &Regs, valid: u32) -> StepResult {
+    pub fn step<M: Memory + ?Sized>(
+        &self,
+        mem: &M,
+        regs: &Regs,
+        valid: u32,
+        caller: &mut Regs,
+    ) -> StepResult {
         let known = |reg: Register| -> Result<u64, StopReason> {
             match regs.get(reg) {
                 Some(v) if valid & bit(reg) != 0 => Ok(v),
@@ -321,14 +341,14 @@ impl Rules<'_> {
                 return Ok(Step {
                     cfa,
                     signal,
-                    caller: None,
+                    caller_valid: None,
                 });
             }
             rule => apply(X86_64::RA, rule, cfa)
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        let mut caller = *regs;
+        *caller = *regs;
         let mut caller_valid = (valid & !VALID_CALLER_SAVED) | bit(X86_64::RA) | bit(X86_64::RSP);
         caller.rip = ra;
         caller.rsp = match self.rule_at(1) {
@@ -338,7 +358,7 @@ impl Rules<'_> {
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
         for (i, reg) in RESTORED.into_iter().enumerate() {
-            let rule = self.rule_at(i + 2);
+            let rule = self.rule_at(i.wrapping_add(2));
             if rule == Rule::None {
                 continue;
             }
@@ -356,7 +376,7 @@ impl Rules<'_> {
         Ok(Step {
             cfa,
             signal,
-            caller: Some((caller, caller_valid)),
+            caller_valid: Some(caller_valid),
         })
     }
 
@@ -391,6 +411,7 @@ impl RowSource for TableRows<'_> {
         lookup_pc: u64,
         regs: &Regs,
         valid: u32,
+        caller: &mut Regs,
     ) -> StepResult {
         let row = self
             .tables
@@ -398,7 +419,7 @@ impl RowSource for TableRows<'_> {
             .find_map(|t| t.lookup(lookup_pc))
             .unwrap_or(Row::NoFde);
         match row {
-            Row::Rules(r) => r.step(mem, regs, valid),
+            Row::Rules(r) => r.step(mem, regs, valid, caller),
             Row::NoFde => Err((None, StopReason::NoFde)),
             Row::Fallback => Err((None, StopReason::BadCfi)),
         }

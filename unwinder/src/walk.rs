@@ -11,13 +11,15 @@ use crate::table::{TableRows, UnwindTable};
 use crate::{DEFAULT_FRAME_LIMIT, MAX_CROSSINGS};
 
 /// What evaluating one frame's CFI gives: its CFA, whether its CIE is a
-/// signal frame, and the caller's registers with their validity mask
-/// (`None` at the end of the stack).
+/// signal frame, and the validity mask of the caller's registers (`None`
+/// at the end of the stack). The registers themselves go to the `caller`
+/// argument of [`RowSource::step`] (written in place: a fault path's
+/// frames stay small).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
     pub cfa: u64,
     pub signal: bool,
-    pub caller: Option<(Regs, u32)>,
+    pub caller_valid: Option<u32>,
 }
 
 /// A step, or why the walk stops here (with the frame's CFA if it was
@@ -27,13 +29,16 @@ pub type StepResult = Result<Step, (Option<u64>, StopReason)>;
 /// Where a walk takes each frame's unwind rules from.
 pub trait RowSource {
     /// Evaluates the rules covering `lookup_pc` for a frame with registers
-    /// `regs` (known ones marked in `valid`), reading memory through `mem`.
+    /// `regs` (known ones marked in `valid`), reading memory through `mem`,
+    /// and writes the caller's registers to `caller` (its contents are
+    /// unspecified when the result is not a step to a caller).
     fn step<M: Memory + ?Sized>(
         &mut self,
         mem: &M,
         lookup_pc: u64,
         regs: &Regs,
         valid: u32,
+        caller: &mut Regs,
     ) -> StepResult;
 }
 
@@ -136,10 +141,12 @@ impl<'w, M: Memory + ?Sized, S: RowSource> Walk<'w, M, S> {
 
     fn remember_crossing(&mut self, pc: u64, sp: u64) -> bool {
         let n = self.ncross.min(MAX_CROSSINGS);
-        if self.crossings[..n].contains(&(pc, sp)) {
+        if self.crossings.iter().take(n).any(|&c| c == (pc, sp)) {
             return false;
         }
-        self.crossings[self.ncross % MAX_CROSSINGS] = (pc, sp);
+        if let Some(slot) = self.crossings.get_mut(self.ncross % MAX_CROSSINGS) {
+            *slot = (pc, sp);
+        }
         self.ncross = self.ncross.saturating_add(1);
         true
     }
@@ -166,17 +173,25 @@ impl<M: Memory + ?Sized, S: RowSource> Iterator for Walk<'_, M, S> {
             regs: self.regs,
             valid: self.valid,
         };
-        self.index += 1;
-        let step = self
-            .rows
-            .step(self.mem, frame.lookup_pc(), &self.regs, self.valid);
+        self.index = self.index.wrapping_add(1);
+        // The callee's registers are read from `frame`; the caller's are
+        // written straight into the walk's (after a stop they are unused).
+        let step = self.rows.step(
+            self.mem,
+            frame.lookup_pc(),
+            &frame.regs,
+            frame.valid,
+            &mut self.regs,
+        );
         match step {
             Err((cfa, reason)) => {
                 frame.cfa = cfa;
                 self.stop = Some(reason);
             }
             Ok(Step {
-                cfa, caller: None, ..
+                cfa,
+                caller_valid: None,
+                ..
             }) => {
                 frame.cfa = Some(cfa);
                 self.stop = Some(StopReason::EndOfStack);
@@ -184,14 +199,16 @@ impl<M: Memory + ?Sized, S: RowSource> Iterator for Walk<'_, M, S> {
             Ok(Step {
                 cfa,
                 signal,
-                caller: Some((caller, valid)),
+                caller_valid: Some(valid),
             }) => {
+                let caller = &self.regs;
                 frame.cfa = Some(cfa);
                 if signal {
                     // The caller is the interrupted context: it may live on
                     // another stack (IST), so the stack pointer need not
                     // grow; detect loops through the crossings instead.
-                    if !self.remember_crossing(caller.rip, caller.rsp) {
+                    let (rip, rsp) = (caller.rip, caller.rsp);
+                    if !self.remember_crossing(rip, rsp) {
                         self.stop = Some(StopReason::Loop);
                         return Some(frame);
                     }
@@ -201,19 +218,20 @@ impl<M: Memory + ?Sized, S: RowSource> Iterator for Walk<'_, M, S> {
                     });
                     self.pc_is_exact = true;
                 } else {
-                    if caller.rsp <= self.regs.rsp {
+                    let (rip, rsp) = (caller.rip, caller.rsp);
+                    if rsp <= frame.sp {
                         // Legitimate only as a switch to another stack
                         // (e.g. through `svsm_call_on_stack`), which the
                         // accessor must vouch for; switches go into the
                         // loop detector like exception crossings.
-                        let from = self.mem.stack_id(self.regs.rsp);
-                        let to = self.mem.stack_id(caller.rsp);
+                        let from = self.mem.stack_id(frame.sp);
+                        let to = self.mem.stack_id(rsp);
                         let switch = matches!((from, to), (Some(a), Some(b)) if a != b);
                         if !switch {
                             self.stop = Some(StopReason::CfaNotAdvancing);
                             return Some(frame);
                         }
-                        if !self.remember_crossing(caller.rip, caller.rsp) {
+                        if !self.remember_crossing(rip, rsp) {
                             self.stop = Some(StopReason::Loop);
                             return Some(frame);
                         }
@@ -221,7 +239,6 @@ impl<M: Memory + ?Sized, S: RowSource> Iterator for Walk<'_, M, S> {
                     self.exception = None;
                     self.pc_is_exact = false;
                 }
-                self.regs = caller;
                 self.valid = valid;
             }
         }
