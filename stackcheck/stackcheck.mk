@@ -36,6 +36,7 @@ stackcheck-soundness: igvm stackcheck-bin
 test-stackcheck:
 	$(CARGO) test -p stackcheck
 	$(MAKE) --no-print-directory stackcheck
+	$(MAKE) --no-print-directory stackcheck-release
 	$(MAKE) --no-print-directory stackcheck-probes
 	$(MAKE) --no-print-directory stackcheck-soundness
 
@@ -55,3 +56,12 @@ FRAGMENT_BENCHES += bench-stackcheck
 stackcheck-probes: kernel stackcheck-bin
 	$(STACKCHECK_BIN) probes --elf $(KERNEL_ELF)
 	$(STACKCHECK_BIN) probes --elf $(STAGE2_ELF)
+
+## stackcheck-release: the same entries and budgets on the release kernel
+## and stage2 (summary only; reports/ describes the debug build).
+.PHONY: stackcheck-release
+STACKCHECK_RELEASE_ARGS := --config stackcheck.toml \
+  --image kernel=target/$(TARGET)/release/svsm-kernel --image stage2=target/$(TARGET)/release/svsm-stage2
+stackcheck-release: stackcheck-bin
+	$(MAKE) --no-print-directory RELEASE=1 kernel
+	$(STACKCHECK_BIN) check $(STACKCHECK_RELEASE_ARGS)
