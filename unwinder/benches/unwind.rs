@@ -41,36 +41,61 @@ impl Way {
     }
 }
 
-/// One whole walk; returns (frames, stop reason).
-#[inline(never)]
+/// One whole walk; returns (frames, stop reason). Each way is its own
+/// out-of-line function, so the stack measurement of one way does not
+/// include the others' locals.
 fn walk_once(
     way: Way,
     mem: &ThreadStack,
     state: &mut UnwindState,
     regs: Regs,
 ) -> (usize, StopReason) {
-    let mut n = 0usize;
-    let mut sum = 0u64;
-    let stop = match way {
-        Way::Gimli => Walk::new(host_modules(), mem, state, regs)
-            .with_limit(1024)
-            .run(|f| {
-                n += 1;
-                sum = sum.wrapping_add(f.pc)
-            }),
-        Way::TableAndGimli => Walk::new(host_modules_with_tables(), mem, state, regs)
-            .with_limit(1024)
-            .run(|f| {
-                n += 1;
-                sum = sum.wrapping_add(f.pc)
-            }),
-        Way::TableOnly => Walk::from_tables(host_tables(), mem, regs)
-            .with_limit(1024)
-            .run(|f| {
-                n += 1;
-                sum = sum.wrapping_add(f.pc)
-            }),
-    };
+    match way {
+        Way::Gimli => walk_gimli(mem, state, regs),
+        Way::TableAndGimli => walk_table_and_gimli(mem, state, regs),
+        Way::TableOnly => walk_table_only(mem, regs),
+    }
+}
+
+#[inline(never)]
+fn walk_gimli(mem: &ThreadStack, state: &mut UnwindState, regs: Regs) -> (usize, StopReason) {
+    let (mut n, mut sum) = (0usize, 0u64);
+    let stop = Walk::new(host_modules(), mem, state, regs)
+        .with_limit(1024)
+        .run(|f| {
+            n += 1;
+            sum = sum.wrapping_add(f.pc)
+        });
+    black_box(sum);
+    (n, stop)
+}
+
+#[inline(never)]
+fn walk_table_and_gimli(
+    mem: &ThreadStack,
+    state: &mut UnwindState,
+    regs: Regs,
+) -> (usize, StopReason) {
+    let (mut n, mut sum) = (0usize, 0u64);
+    let stop = Walk::new(host_modules_with_tables(), mem, state, regs)
+        .with_limit(1024)
+        .run(|f| {
+            n += 1;
+            sum = sum.wrapping_add(f.pc)
+        });
+    black_box(sum);
+    (n, stop)
+}
+
+#[inline(never)]
+fn walk_table_only(mem: &ThreadStack, regs: Regs) -> (usize, StopReason) {
+    let (mut n, mut sum) = (0usize, 0u64);
+    let stop = Walk::from_tables(host_tables(), mem, regs)
+        .with_limit(1024)
+        .run(|f| {
+            n += 1;
+            sum = sum.wrapping_add(f.pc)
+        });
     black_box(sum);
     (n, stop)
 }
@@ -147,8 +172,9 @@ fn stack_use(way: Way) -> usize {
             let rsp: u64;
             // SAFETY: reads rsp only.
             unsafe { std::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack)) };
-            // Leave 4 KiB for the frames of this closure and of `paint_walk`.
-            let base = (rsp - 4096 - PAINT as u64) as *mut u8;
+            // Paint from just below the red zone (128 bytes the closure may
+            // use below rsp): everything lower is the walk's.
+            let base = (rsp - 256 - PAINT as u64) as *mut u8;
             for i in 0..PAINT {
                 // SAFETY: [base, base+PAINT) lies in this thread's 1 MiB
                 // stack below every live frame.
@@ -168,7 +194,11 @@ fn stack_use(way: Way) -> usize {
 #[inline(never)]
 fn paint_walk(way: Way, mem: &ThreadStack, state: &mut UnwindState) {
     let regs = capture_regs!();
-    black_box(walk_once(way, mem, state, regs));
+    black_box(match way {
+        Way::Gimli => walk_gimli(mem, state, regs),
+        Way::TableAndGimli => walk_table_and_gimli(mem, state, regs),
+        Way::TableOnly => walk_table_only(mem, regs),
+    });
 }
 
 fn main() {

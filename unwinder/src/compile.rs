@@ -78,9 +78,14 @@ fn encode_row(
             rules[b.trailing_zeros() as usize] = encode_rule(rule)?;
         }
     }
+    let mut mask = 0u16;
     for (i, r) in rules.iter().enumerate() {
         d[8 + 2 * i..10 + 2 * i].copy_from_slice(&r.to_le_bytes());
+        if i >= 2 && r >> 12 != K_NONE {
+            mask |= 1 << (i - 2);
+        }
     }
+    d[2..4].copy_from_slice(&mask.to_le_bytes());
     Some(d)
 }
 

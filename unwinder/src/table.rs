@@ -21,7 +21,8 @@
 //! Row `i` covers [`base + start[i]`, `base + start[i+1]`); the last row is
 //! always `NO_FDE` and only marks the end of the covered range. A
 //! descriptor is: CFA register (DWARF number ≤ 16), flags (bit 0: signal
-//! frame), 2 reserved bytes, the CFA offset (i32), then one 16-bit rule per
+//! frame), a u16 mask of the registers after rip and rsp that have a rule
+//! (bit `i - 2` for validity bit `i`), the CFA offset (i32), then one 16-bit rule per
 //! tracked register in validity-bit order (rip, rsp, rbp, rbx, r12–r15,
 //! rax, rcx, rdx, rsi, rdi, r8–r11), then 2 reserved bytes. A rule is
 //! `kind << 12 | value` with a 12-bit signed value: 0 no rule, 1 undefined,
@@ -196,8 +197,16 @@ impl<'a> UnwindTable<'a> {
             if d[0] > 16 {
                 return Err("unwind descriptor has a bad CFA register");
             }
+            let mut mask = 0u16;
             for k in 0..NRULES {
-                decode_rule(Rules(d).raw_rule(k)).ok_or("unwind descriptor has a bad rule")?;
+                let r = Rules(d).raw_rule(k);
+                decode_rule(r).ok_or("unwind descriptor has a bad rule")?;
+                if k >= 2 && r >> 12 != K_NONE {
+                    mask |= 1 << (k - 2);
+                }
+            }
+            if Rules(d).mask() != mask {
+                return Err("unwind descriptor has a wrong rule mask");
             }
         }
         Ok(self)
@@ -271,6 +280,13 @@ impl Rules<'_> {
         let b = self.0;
         let off = i32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         (Register(u16::from(b[0])), i64::from(off))
+    }
+
+    /// Which registers after rip and rsp have a rule (bit `i - 2` for
+    /// validity bit `i`); checked against the rules by `parse`.
+    #[inline]
+    fn mask(&self) -> u16 {
+        u16::from_le_bytes([self.0[2], self.0[3]])
     }
 
     /// Whether the row's CIE is a signal frame (an exception entry stub).
@@ -357,11 +373,15 @@ impl Rules<'_> {
                 .map_err(fail)?
                 .ok_or((Some(cfa), StopReason::BadCfi))?,
         };
-        for (i, reg) in RESTORED.into_iter().enumerate() {
+        // Only the registers that have a rule (usually a few of the 15).
+        let mut mask = self.mask();
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask.wrapping_sub(1);
+            let Some(&reg) = RESTORED.get(i) else {
+                break;
+            };
             let rule = self.rule_at(i.wrapping_add(2));
-            if rule == Rule::None {
-                continue;
-            }
             match apply(reg, rule, cfa).map_err(fail)? {
                 Some(v) => {
                     if let Some(slot) = caller.slot(reg) {
