@@ -1,10 +1,10 @@
-# Make fragment for the unwinder (issue 4). Included by the top-level
+# Make fragment for the unwinder. Included by the top-level
 # Makefile; uses $(CARGO) if set, else cargo.
 CARGO ?= cargo
 # ELF for cfi-coverage (the kernel ELF by default, if the Makefile sets it).
 UNWINDER_COVERAGE_ELF ?= $(KERNEL_ELF)
 
-.PHONY: test-unwinder bench-unwinder cfi-coverage check-unwinder-fuzz
+.PHONY: test-unwinder bench-unwinder cfi-coverage check-unwinder-fuzz unwinder-table-release
 
 # Host tests: unwinding the test binary's own stack against libgcc,
 # hand-made CFI (exception entry frames), robustness (random stacks,
@@ -26,3 +26,11 @@ cfi-coverage:
 # cargo-fuzz and RUSTC_BOOTSTRAP=1 (see unwinder/fuzz/Cargo.toml).
 check-unwinder-fuzz:
 	cd unwinder/fuzz && $(CARGO) check
+
+# The compact unwind table of the release kernel against gimli at every
+# instruction (the debug kernel's runs in the host tests via KERNEL_ELF).
+unwinder-table-release:
+	$(MAKE) --no-print-directory RELEASE=1 kernel
+	KERNEL_ELF=target/x86_64-unknown-none/release/svsm-kernel $(CARGO) test -p svsm-unwinder --test tables kernel_table
+
+FRAGMENT_TESTS += unwinder-table-release

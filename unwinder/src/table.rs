@@ -445,3 +445,169 @@ impl RowSource for TableRows<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A table at 0x1000: [0x1000, 0x1010) rules `d`, [0x1010, 0x1020)
+    /// fallback, [0x1020, 0x1030) no FDE, [0x1030, 0x1040) rules `d`, end.
+    fn table(d: [u8; DESC_SIZE]) -> Vec<u8> {
+        let rows: [(u32, u16); 5] = [
+            (0, 0),
+            (0x10, FALLBACK),
+            (0x20, NO_FDE),
+            (0x30, 0),
+            (0x40, NO_FDE),
+        ];
+        let mut b = Vec::new();
+        b.extend_from_slice(&TABLE_MAGIC);
+        b.extend_from_slice(&TABLE_VERSION.to_le_bytes());
+        b.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&0x1000u64.to_le_bytes());
+        rows.iter()
+            .for_each(|r| b.extend_from_slice(&r.0.to_le_bytes()));
+        rows.iter()
+            .for_each(|r| b.extend_from_slice(&r.1.to_le_bytes()));
+        b.resize(b.len().next_multiple_of(4), 0);
+        b.extend_from_slice(&d);
+        b
+    }
+
+    /// CFA = rsp + 16, rip at CFA - 8, rbp at CFA - 16, rax undefined,
+    /// rbx in r12.
+    fn desc() -> [u8; DESC_SIZE] {
+        let mut d = [0u8; DESC_SIZE];
+        d[0] = 7;
+        d[4..8].copy_from_slice(&16i32.to_le_bytes());
+        let mut set = |i: usize, r: u16| d[8 + 2 * i..10 + 2 * i].copy_from_slice(&r.to_le_bytes());
+        set(0, K_OFFSET << 12 | 0xfff); // -1 * 8
+        set(2, K_OFFSET << 12 | 0xffe); // rbp: -2 * 8
+        set(3, K_REGISTER << 12 | 12); // rbx = r12
+        set(8, K_UNDEFINED << 12); // rax
+        let mask: u16 = (1 << 0) | (1 << 1) | (1 << 6);
+        d[2..4].copy_from_slice(&mask.to_le_bytes());
+        d
+    }
+
+    struct Mem;
+    impl Memory for Mem {
+        fn read_u64(&self, addr: u64) -> Option<u64> {
+            (addr >= 0x8000).then_some(addr * 2)
+        }
+    }
+
+    #[test]
+    fn lookup_covers_rows_gaps_and_ends() {
+        let b = table(desc());
+        let t = UnwindTable::parse(&b).unwrap();
+        assert_eq!(t.pc_range(), (0x1000, 0x1040));
+        assert_eq!((t.rows(), t.descriptors()), (5, 1));
+        assert_eq!(t.lookup(0xfff), None);
+        assert!(matches!(t.lookup(0x1000), Some(Row::Rules(_))));
+        assert!(matches!(t.lookup(0x100f), Some(Row::Rules(_))));
+        assert_eq!(t.lookup(0x1010), Some(Row::Fallback));
+        assert_eq!(t.lookup(0x102f), Some(Row::NoFde));
+        assert!(matches!(t.lookup(0x103f), Some(Row::Rules(_))));
+        assert_eq!(t.lookup(0x1040), None);
+        assert_eq!(t.lookup(u64::MAX), None);
+    }
+
+    #[test]
+    fn step_applies_each_rule_kind() {
+        let b = table(desc());
+        let t = UnwindTable::parse(&b).unwrap();
+        let Some(Row::Rules(r)) = t.lookup(0x1000) else {
+            panic!()
+        };
+        assert_eq!(r.rule(X86_64::RBP), Rule::Offset(-16));
+        assert_eq!(r.rule(X86_64::XMM0), Rule::None);
+        let regs = Regs {
+            rip: 0x1000,
+            rsp: 0x9000,
+            rbp: 1,
+            rbx: 2,
+            r12: 3,
+            r13: 4,
+            rax: 5,
+            ..Default::default()
+        };
+        let mut caller = Regs::default();
+        let step = r.step(&Mem, &regs, crate::VALID_ALL, &mut caller).unwrap();
+        assert_eq!(step.cfa, 0x9010);
+        assert!(!step.signal);
+        let valid = step.caller_valid.unwrap();
+        assert_eq!(caller.rip, 0x9008 * 2);
+        assert_eq!(caller.rsp, 0x9010);
+        assert_eq!(caller.rbp, 0x9000 * 2);
+        assert_eq!(caller.rbx, 3);
+        assert_eq!(caller.r13, 4, "callee-saved without a rule keeps its value");
+        assert_eq!(caller.rax, 0, "undefined");
+        assert_eq!(valid & bit(X86_64::RAX), 0);
+        assert_eq!(caller.rcx, 0);
+        // r12 unknown: the rbx rule fails; rsp unknown: the CFA fails.
+        let v = crate::VALID_ALL & !bit(X86_64::R12);
+        assert_eq!(
+            r.step(&Mem, &regs, v, &mut caller),
+            Err((Some(0x9010), StopReason::BadCfi))
+        );
+        let v = crate::VALID_ALL & !bit(X86_64::RSP);
+        assert_eq!(
+            r.step(&Mem, &regs, v, &mut caller),
+            Err((None, StopReason::BadCfi))
+        );
+        // A refused read.
+        let low = Regs { rsp: 0x100, ..regs };
+        assert_eq!(
+            r.step(&Mem, &low, crate::VALID_ALL, &mut caller),
+            Err((Some(0x110), StopReason::BadMemory))
+        );
+    }
+
+    #[test]
+    fn parse_names_each_problem() {
+        let good = table(desc());
+        assert!(UnwindTable::parse(&good).is_ok());
+        let bad = |f: &dyn Fn(&mut Vec<u8>), want: &str| {
+            let mut b = good.clone();
+            f(&mut b);
+            assert_eq!(UnwindTable::parse(&b).unwrap_err(), want);
+        };
+        bad(&|b| b[0] = b'X', "bad unwind table magic");
+        bad(&|b| b[8] = 9, "unwind table version mismatch");
+        bad(&|b| b.truncate(20), "unwind table truncated");
+        bad(&|b| b.push(0), "unwind table has trailing bytes");
+        bad(
+            &|b| b[12..16].copy_from_slice(&0u32.to_le_bytes()),
+            "unwind table has no rows",
+        );
+        bad(
+            &|b| b[32..36].copy_from_slice(&1u32.to_le_bytes()),
+            "first unwind row does not start at the base",
+        );
+        bad(
+            &|b| b[36..40].copy_from_slice(&0x30u32.to_le_bytes()),
+            "unwind rows not strictly increasing",
+        );
+        bad(
+            &|b| b[52..54].copy_from_slice(&7u16.to_le_bytes()),
+            "unwind row names a missing descriptor",
+        );
+        bad(
+            &|b| b[60..62].copy_from_slice(&0u16.to_le_bytes()),
+            "last unwind row is not the end marker",
+        );
+        bad(&|b| b[64] = 17, "unwind descriptor has a bad CFA register");
+        bad(
+            &|b| b[64 + 8 + 1] = 0x70,
+            "unwind descriptor has a bad rule",
+        );
+        bad(
+            &|b| b[64 + 2] = 0,
+            "unwind descriptor has a wrong rule mask",
+        );
+    }
+}
