@@ -277,8 +277,7 @@ impl<'w> GimliRows<'w> {
     /// stack).
     fn eval_frame<M: Memory + ?Sized>(
         &mut self,
-        mi: usize,
-        module: &Module<'w>,
+        (mi, module): (usize, &Module<'w>),
         mem: &M,
         lookup_pc: u64,
         regs: &Regs,
@@ -415,6 +414,6 @@ impl RowSource for GimliRows<'_> {
                 Some(Row::Fallback) | None => {}
             }
         }
-        self.eval_frame(mi, module, mem, lookup_pc, regs, valid, caller)
+        self.eval_frame((mi, module), mem, lookup_pc, regs, valid, caller)
     }
 }

@@ -26,7 +26,7 @@ struct Synthetic;
 
 impl Memory for Synthetic {
     fn read_u64(&self, addr: u64) -> Option<u64> {
-        (addr % 8 == 0).then(|| addr.rotate_left(17) ^ 0x5bd1_e995_0000_0000)
+        addr.is_multiple_of(8).then(|| addr.rotate_left(17) ^ 0x5bd1_e995_0000_0000)
     }
 }
 
