@@ -26,7 +26,8 @@ struct Synthetic;
 
 impl Memory for Synthetic {
     fn read_u64(&self, addr: u64) -> Option<u64> {
-        addr.is_multiple_of(8).then(|| addr.rotate_left(17) ^ 0x5bd1_e995_0000_0000)
+        addr.is_multiple_of(8)
+            .then(|| addr.rotate_left(17) ^ 0x5bd1_e995_0000_0000)
     }
 }
 
@@ -38,10 +39,6 @@ fn kernel_elf() -> Option<PathBuf> {
     } else {
         p
     })
-}
-
-struct Elf {
-    data: Vec<u8>,
 }
 
 fn section<'a>(obj: &object::File<'a>, name: &str) -> (&'a [u8], u64) {
@@ -66,10 +63,8 @@ fn kernel_table_matches_gimli_at_every_instruction() {
         eprintln!("KERNEL_ELF not set: run through `make test-unwinder` or set it");
         return;
     };
-    let elf = Elf {
-        data: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    };
-    let obj = object::File::parse(&*elf.data).expect("kernel ELF");
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let obj = object::File::parse(&*data).expect("kernel ELF");
     let (hdr, hdr_addr) = section(&obj, ".eh_frame_hdr");
     let (eh, eh_addr) = section(&obj, ".eh_frame");
     let module = Module::new(CfiSections {
