@@ -27,10 +27,12 @@ cfi-coverage:
 check-unwinder-fuzz:
 	cd unwinder/fuzz && $(CARGO) check
 
-# The compact unwind table of the release kernel against gimli at every
-# instruction (the debug kernel's runs in the host tests via KERNEL_ELF).
+# The compact unwind tables of the release kernels against gimli at every
+# instruction (the debug kernels' run in the host tests via KERNEL_ELF and
+# KERNEL_TEST_ELF).
 unwinder-table-release:
-	$(MAKE) --no-print-directory RELEASE=1 kernel
-	KERNEL_ELF=target/x86_64-unknown-none/release/svsm-kernel $(CARGO) test -p svsm-unwinder --test tables kernel_table
+	$(MAKE) --no-print-directory RELEASE=1 kernel kernel-test
+	KERNEL_ELF=build/release/svsm-kernel KERNEL_TEST_ELF=build/release/svsm-kernel-test \
+	  $(CARGO) test -p svsm-unwinder --test tables kernel_table
 
 FRAGMENT_TESTS += unwinder-table-release

@@ -30,7 +30,7 @@ fn region(virt: u64, size: u64) -> Option<&'static [u8]> {
 /// Parses the symbol table and the unwind table (call once at boot).
 pub fn init(symtab_virt: u64, symtab_size: u64) {
     SYMTAB.call_once(|| SymTab::parse(region(symtab_virt, symtab_size)?).ok());
-    let bi = crate::boot_info();
+    let bi = crate::bootinfo::get();
     TABLE.call_once(|| UnwindTable::parse(region(bi.unwind_virt, bi.unwind_size)?).ok());
 }
 
@@ -83,7 +83,7 @@ pub fn print_from(regs: Regs) -> Option<StopReason> {
         registry: &registry,
     };
     let walk = Walk::from_tables(tables(), &mem, regs);
-    let build_id = crate::boot_info().build_id();
+    let build_id = crate::bootinfo::get().build_id();
     let vector = |f: &Frame| {
         // Every entry stub frame has its vector number 56 bytes below its CFA.
         f.exception

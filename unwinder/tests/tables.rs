@@ -31,14 +31,21 @@ impl Memory for Synthetic {
     }
 }
 
-fn kernel_elf() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var_os("KERNEL_ELF")?);
-    // make exports a path relative to the workspace root.
-    Some(if p.is_relative() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
-    } else {
-        p
-    })
+/// The kernels make exports (the production and the test kernel), paths
+/// relative to the workspace root.
+fn kernel_elfs() -> Vec<PathBuf> {
+    ["KERNEL_ELF", "KERNEL_TEST_ELF"]
+        .into_iter()
+        .filter_map(std::env::var_os)
+        .map(|p| {
+            let p = PathBuf::from(p);
+            if p.is_relative() {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+            } else {
+                p
+            }
+        })
+        .collect()
 }
 
 fn section<'a>(obj: &object::File<'a>, name: &str) -> (&'a [u8], u64) {
@@ -59,10 +66,16 @@ fn two_frames<W: Iterator<Item = Frame>>(
 
 #[test]
 fn kernel_table_matches_gimli_at_every_instruction() {
-    let Some(path) = kernel_elf() else {
-        eprintln!("KERNEL_ELF not set: run through `make test-unwinder` or set it");
-        return;
-    };
+    let elfs = kernel_elfs();
+    if elfs.is_empty() {
+        eprintln!("KERNEL_ELF not set: run through make (test-host) or set it");
+    }
+    for path in elfs {
+        check_kernel(&path);
+    }
+}
+
+fn check_kernel(path: &std::path::Path) {
     let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let obj = object::File::parse(&*data).expect("kernel ELF");
     let (hdr, hdr_addr) = section(&obj, ".eh_frame_hdr");

@@ -11,7 +11,6 @@ extern crate alloc;
 
 pub mod layout;
 pub mod memmap;
-pub mod pagetable;
 pub mod symtab;
 
 pub use igvm_defs::IGVM_VHS_MEMORY_MAP_ENTRY as MemoryMapEntry;
