@@ -76,7 +76,7 @@ fn kernel_table_matches_gimli_at_every_instruction() {
 }
 
 fn check_kernel(path: &std::path::Path) {
-    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let obj = object::File::parse(&*data).expect("kernel ELF");
     let (hdr, hdr_addr) = section(&obj, ".eh_frame_hdr");
     let (eh, eh_addr) = section(&obj, ".eh_frame");
