@@ -190,6 +190,9 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
         bail!("stage2 must not have writable segments");
     }
     let symtab = symbol_table(kernel);
+    let symtab_len = symtab.len() as u64;
+    let (unwind, _) = crate::unwind::kernel_table(kernel)?;
+    let (symtab, unwind_off) = crate::unwind::append_to_symtab(symtab, &unwind);
     let layout = plan(kernel, symtab.len() as u64)?;
     let mut pages = Pages::default();
     let mut pt = PageTableBuilder::new(layout.page_table_start, PAGE_TABLE_POOL_PAGES);
@@ -275,7 +278,11 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     bi.memory_map_gpa = MEMORY_MAP_GPA;
     bi.memory_map_size = MEMORY_MAP_SIZE;
     bi.symtab_virt = layout.symtab_virt;
-    bi.symtab_size = symtab.len() as u64;
+    bi.symtab_size = symtab_len;
+    if !unwind.is_empty() {
+        bi.unwind_virt = layout.symtab_virt + unwind_off;
+        bi.unwind_size = unwind.len() as u64;
+    }
     if let Some(id) = &kernel.build_id {
         let n = id.len().min(bi.build_id.len());
         bi.build_id[..n].copy_from_slice(&id[..n]);
@@ -464,6 +471,7 @@ mod tests {
             ],
             functions: vec![],
             build_id: None,
+            cfi: None,
         }
     }
 
@@ -481,6 +489,7 @@ mod tests {
                 name: "_ZN4core3fmt5write17h0123456789abcdefE".into(),
             }],
             build_id: Some(vec![0xab; 20]),
+            cfi: None,
         }
     }
 
