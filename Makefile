@@ -85,10 +85,12 @@ stage2-size: igvm
 test-host:
 	$(CARGO) test --workspace --exclude svsm-kernel --exclude svsm-stage2
 
-## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs).
-test-qemu: igvm stackcheck-bin
+## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs), and boots
+## through upstream QEMU's own IGVM loader (igvm-build/tests/upstream.rs).
+test-qemu: igvm stackcheck-bin upstream-qemu
 	SVSM_IGVM=$(abspath $(IGVM)) SVSM_KERNEL_ELF=$(abspath $(KERNEL_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
-	  $(CARGO) test -p igvm-build --test boot -- --include-ignored --test-threads=2
+	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
+	  $(CARGO) test -p igvm-build --test boot --test upstream -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \

@@ -42,7 +42,7 @@ fn valid_igvm() -> Vec<u8> {
         functions: vec![],
         build_id: None,
     };
-    let img = assemble(&stage2, &kernel).unwrap();
+    let img = assemble(&stage2, &kernel, "").unwrap();
     let mut out = Vec::new();
     to_igvm(&img).unwrap().serialize(&mut out).unwrap();
     out
