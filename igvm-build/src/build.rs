@@ -589,6 +589,46 @@ mod tests {
         assert_eq!(back.platforms().len(), 1);
     }
 
+    /// Every directive of the file is one upstream QEMU's loader handles, and
+    /// the command line lives in the configuration page, rewritable in a copy.
+    #[test]
+    fn file_suits_upstream_qemu_and_carries_the_command_line() {
+        let img = assemble(&stage2(), &kernel(), "test=smoke").unwrap();
+        let mut bytes = Vec::new();
+        to_igvm(&img).unwrap().serialize(&mut bytes).unwrap();
+        assert_eq!(
+            crate::qemu::loaders::upstream_refusals(&bytes).unwrap(),
+            Vec::<String>::new()
+        );
+        let pages = crate::configpage::config_pages(&bytes).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(
+            (pages[0].gpa, pages[0].compatibility_mask, pages[0].cmdline.as_str()),
+            (CONFIG_PAGE_GPA, NATIVE_COMPAT_MASK, "test=smoke")
+        );
+        // BootInfo points the kernel at the command-line field of that page.
+        let bi = &img.boot_info;
+        let page = &img.pages.0[&CONFIG_PAGE_GPA];
+        let off = (bi.cmdline_gpa - CONFIG_PAGE_GPA) as usize;
+        assert_eq!(&page[off..off + 11], b"test=smoke\0");
+        assert_eq!(bi.cmdline_size, u64::from(config::CMDLINE_CAPACITY));
+        // A copy with another command line differs only in that page's bytes.
+        let copy = crate::configpage::with_cmdline(&bytes, "test=heap")
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.len(), bytes.len());
+        let differing: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] != copy[i]).collect();
+        assert!(!differing.is_empty() && differing.len() <= 10, "{differing:?}");
+        assert_eq!(
+            crate::configpage::config_pages(&copy).unwrap()[0].cmdline,
+            "test=heap"
+        );
+        let e = crate::configpage::with_cmdline(&bytes, &"x".repeat(300)).unwrap_err();
+        assert!(format!("{e:#}").contains("command line needs 301 bytes"), "{e:#}");
+        let e = assemble(&stage2(), &kernel(), "a\0b").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
     #[test]
     fn stage2_constraints_are_enforced() {
         let mut big = stage2();
