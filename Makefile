@@ -48,7 +48,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: igvm
 
-## setup: idempotent prerequisites (rustup target/components, QEMU, binutils).
+## setup: idempotent prerequisites (rustup target/components, QEMU, binutils,
+## and a QEMU with its own IGVM loader: upstream-qemu in igvm-build/igvm-build.mk).
 setup:
 	@rustup toolchain list | grep -q "^$(PINNED)" || rustup toolchain install $(PINNED) --profile minimal
 	@rustup target list --toolchain $(PINNED) --installed | grep -qx $(TARGET) || rustup target add --toolchain $(PINNED) $(TARGET)
@@ -64,6 +65,7 @@ setup:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@echo "setup: toolchain $(PINNED), target $(TARGET), $$(qemu-system-x86_64 --version | head -1)"
+	@$(MAKE) --no-print-directory upstream-qemu
 
 kernel:
 	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD)

@@ -22,10 +22,8 @@ UPSTREAM_QEMU_SCRIPT := igvm-build/scripts/build-qemu-igvm.sh
 # The binary's path for the tests (only valid after `upstream-qemu`).
 UPSTREAM_QEMU = $$(bash $(UPSTREAM_QEMU_SCRIPT) --find)
 
-setup: upstream-qemu
-
 upstream-qemu:
-	@bash $(UPSTREAM_QEMU_SCRIPT) >/dev/null
+	@echo "upstream-qemu: $$(bash $(UPSTREAM_QEMU_SCRIPT))"
 
 # Not added to FRAGMENT_TESTS: `make test-host` (cargo test --workspace)
 # already runs these tests.

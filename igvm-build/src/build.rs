@@ -603,7 +603,11 @@ mod tests {
         let pages = crate::configpage::config_pages(&bytes).unwrap();
         assert_eq!(pages.len(), 1);
         assert_eq!(
-            (pages[0].gpa, pages[0].compatibility_mask, pages[0].cmdline.as_str()),
+            (
+                pages[0].gpa,
+                pages[0].compatibility_mask,
+                pages[0].cmdline.as_str()
+            ),
             (CONFIG_PAGE_GPA, NATIVE_COMPAT_MASK, "test=smoke")
         );
         // BootInfo points the kernel at the command-line field of that page.
@@ -618,13 +622,19 @@ mod tests {
             .unwrap();
         assert_eq!(copy.len(), bytes.len());
         let differing: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] != copy[i]).collect();
-        assert!(!differing.is_empty() && differing.len() <= 10, "{differing:?}");
+        assert!(
+            !differing.is_empty() && differing.len() <= 10,
+            "{differing:?}"
+        );
         assert_eq!(
             crate::configpage::config_pages(&copy).unwrap()[0].cmdline,
             "test=heap"
         );
         let e = crate::configpage::with_cmdline(&bytes, &"x".repeat(300)).unwrap_err();
-        assert!(format!("{e:#}").contains("command line needs 301 bytes"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("command line needs 301 bytes"),
+            "{e:#}"
+        );
         let e = assemble(&stage2(), &kernel(), "a\0b").unwrap_err();
         assert!(e.to_string().contains("NUL"), "{e}");
     }

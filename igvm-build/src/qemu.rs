@@ -328,7 +328,10 @@ pub fn adapter_args(p: &plan::LoadPlan, dir: &Path, mem_mib: u64) -> Result<Vec<
 
 /// QEMU arguments for a QEMU that loads the IGVM file itself.
 pub fn igvm_cfg_args(igvm: &Path, machine: &str, mem_mib: u64) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["-machine".into(), format!("{machine},igvm-cfg=igvm0").into()];
+    let mut args: Vec<OsString> = vec![
+        "-machine".into(),
+        format!("{machine},igvm-cfg=igvm0").into(),
+    ];
     args.extend(common_args(mem_mib));
     let mut obj = OsString::from("igvm-cfg,id=igvm0,file=");
     obj.push(igvm.as_os_str());

@@ -565,5 +565,8 @@ fn command_line_directive_is_adapter_only() {
         assert!(why.contains("no IGVM loader"), "{why}");
     }
     let e = qemu::loaders::choose(Mode::IgvmCfg, qemu, &bytes).unwrap_err();
-    assert!(format!("{e:#}").starts_with("cannot use --mode igvm-cfg: "), "{e:#}");
+    assert!(
+        format!("{e:#}").starts_with("cannot use --mode igvm-cfg: "),
+        "{e:#}"
+    );
 }

@@ -9,8 +9,8 @@ use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmInitializationHeader, IgvmPlatform
 use igvm_build::configpage;
 use igvm_build::qemu::{self, BootOptions, BootOutcome, Mode, loaders};
 use igvm_defs::{
-    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
-    IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
+    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM, IgvmPageDataFlags,
+    IgvmPageDataType, IgvmPlatformType,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,7 +70,11 @@ fn expect(out: &BootOutcome, code: ExitCode, needles: &[&str]) {
         out.serial
     );
     for n in needles {
-        assert!(out.serial.contains(n), "no {n:?} in serial:\n{}", out.serial);
+        assert!(
+            out.serial.contains(n),
+            "no {n:?} in serial:\n{}",
+            out.serial
+        );
     }
 }
 
@@ -125,7 +129,10 @@ fn in_kernel_scenarios_through_the_qemu_loader() {
     expect(
         &out,
         ExitCode::Panic,
-        &["PANIC: panicked at kernel/src/testcases.rs", "BACKTRACE END"],
+        &[
+            "PANIC: panicked at kernel/src/testcases.rs",
+            "BACKTRACE END",
+        ],
     );
     let out = boot_upstream(&img, "q35", "test=overflow-task");
     expect(
@@ -170,7 +177,10 @@ fn auto_mode_picks_the_loader_that_works() {
         assert_eq!(mode, Mode::Adapter);
         assert!(why.contains("has no IGVM loader"), "{why}");
         let e = loaders::choose(Mode::IgvmCfg, debian, &bytes).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot use --mode igvm-cfg"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot use --mode igvm-cfg"),
+            "{e:#}"
+        );
     }
     // The CLI says which loader it used.
     let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
@@ -182,7 +192,10 @@ fn auto_mode_picks_the_loader_that_works() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("igvm-build: loader: igvm-cfg: QEMU emulator version"), "{stderr}");
+    assert!(
+        stderr.contains("igvm-build: loader: igvm-cfg: QEMU emulator version"),
+        "{stderr}"
+    );
 }
 
 fn with_directives(file: &IgvmFile, extra: Vec<IgvmDirectiveHeader>) -> Vec<u8> {
@@ -251,7 +264,10 @@ fn a_file_the_qemu_loader_refuses_is_refused_before_qemu_starts() {
     let q = Command::new(upstream_qemu()).args(&args).output().unwrap();
     let qerr = String::from_utf8_lossy(&q.stderr);
     assert_eq!(q.status.code(), Some(1), "{qerr}");
-    assert!(qerr.contains("Unknown header type") && qerr.contains("0x30E"), "{qerr}");
+    assert!(
+        qerr.contains("Unknown header type") && qerr.contains("0x30E"),
+        "{qerr}"
+    );
 }
 
 /// The image plus an SNP platform whose directives (mask 2) would break a
@@ -326,11 +342,23 @@ fn native_boot_of_a_multi_platform_file() {
     assert_eq!(pages.len(), 2, "{pages:?}");
     for machine in ["pc", "q35"] {
         let out = boot_upstream(&path, machine, "");
-        expect(&out, ExitCode::Success, &["stage2: kernel entry", READY_MARKER]);
-        assert!(!out.serial.contains("TEST smoke"), "the SNP command line was used");
+        expect(
+            &out,
+            ExitCode::Success,
+            &["stage2: kernel entry", READY_MARKER],
+        );
+        assert!(
+            !out.serial.contains("TEST smoke"),
+            "the SNP command line was used"
+        );
     }
     let out = boot_upstream(&path, "pc", "test=heap");
     expect(&out, ExitCode::Success, &["TEST heap: PASS"]);
-    let out = qemu::boot(&BootOptions::new(&path).mode(Mode::Adapter).cmdline("test=heap")).unwrap();
+    let out = qemu::boot(
+        &BootOptions::new(&path)
+            .mode(Mode::Adapter)
+            .cmdline("test=heap"),
+    )
+    .unwrap();
     expect(&out, ExitCode::Success, &["TEST heap: PASS"]);
 }

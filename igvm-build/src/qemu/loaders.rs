@@ -136,7 +136,9 @@ pub fn upstream_obstacle(info: &QemuInfo, bytes: &[u8]) -> Result<Option<String>
         info.version_line.clone()
     };
     if !info.igvm_cfg {
-        return Ok(Some(format!("{name} has no IGVM loader (no igvm-cfg object)")));
+        return Ok(Some(format!(
+            "{name} has no IGVM loader (no igvm-cfg object)"
+        )));
     }
     let (maj, min) = MIN_UPSTREAM_VERSION;
     if info.version.is_none_or(|(a, b, _)| (a, b) < (maj, min)) {
@@ -220,9 +222,13 @@ mod tests {
     #[test]
     fn old_or_igvm_less_qemu_is_an_obstacle() {
         // The file is never looked at for these.
-        let e = upstream_obstacle(&info("7.2.22", false), b"").unwrap().unwrap();
+        let e = upstream_obstacle(&info("7.2.22", false), b"")
+            .unwrap()
+            .unwrap();
         assert!(e.contains("no IGVM loader"), "{e}");
-        let e = upstream_obstacle(&info("10.1.0", true), b"").unwrap().unwrap();
+        let e = upstream_obstacle(&info("10.1.0", true), b"")
+            .unwrap()
+            .unwrap();
         assert!(e.contains("older than 10.2"), "{e}");
     }
 }

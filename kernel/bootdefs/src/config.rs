@@ -170,14 +170,21 @@ mod tests {
         write_cmdline(&mut page, "x").unwrap();
         assert_eq!(read_cmdline(&page).unwrap(), b"x");
         // The old, longer text is gone, not just terminated.
-        assert!(page[CMDLINE_OFFSET as usize + 1..FREE_OFFSET as usize].iter().all(|&b| b == 0));
+        assert!(
+            page[CMDLINE_OFFSET as usize + 1..FREE_OFFSET as usize]
+                .iter()
+                .all(|&b| b == 0)
+        );
         assert_eq!(read_cmdline(&encode("").unwrap()).unwrap(), b"");
     }
 
     #[test]
     fn limits_and_bad_pages() {
         let max = "a".repeat(CMDLINE_CAPACITY as usize - 1);
-        assert_eq!(read_cmdline(&encode(&max).unwrap()).unwrap(), max.as_bytes());
+        assert_eq!(
+            read_cmdline(&encode(&max).unwrap()).unwrap(),
+            max.as_bytes()
+        );
         let long = "a".repeat(CMDLINE_CAPACITY as usize);
         assert_eq!(
             encode(&long).unwrap_err(),
@@ -191,11 +198,19 @@ mod tests {
             read_cmdline(&[0u8; 4096]).unwrap_err(),
             ConfigError::NotAConfigPage
         );
-        assert_eq!(read_cmdline(&[0u8; 8]).unwrap_err(), ConfigError::NotAConfigPage);
+        assert_eq!(
+            read_cmdline(&[0u8; 8]).unwrap_err(),
+            ConfigError::NotAConfigPage
+        );
         let mut page = encode("").unwrap();
         page[8] = 9;
         assert_eq!(read_cmdline(&page).unwrap_err(), ConfigError::Version(9));
-        for (off, cap) in [(0x10u32, 0x10u32), (0xff0, 0x100), (0x100, 0), (u32::MAX, 2)] {
+        for (off, cap) in [
+            (0x10u32, 0x10u32),
+            (0xff0, 0x100),
+            (0x100, 0),
+            (u32::MAX, 2),
+        ] {
             let mut page = encode("").unwrap();
             page[16..20].copy_from_slice(&off.to_le_bytes());
             page[20..24].copy_from_slice(&cap.to_le_bytes());
