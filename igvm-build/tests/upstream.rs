@@ -272,8 +272,9 @@ fn a_file_the_qemu_loader_refuses_is_refused_before_qemu_starts() {
 
 /// The image plus an SNP platform whose directives (mask 2) would break a
 /// native boot if a loader applied them: garbage over the boot-info page, a
-/// second configuration page, secrets and CPUID pages, a guest policy and an
-/// SNP VMSA at the KVM-required GPA as the last directive.
+/// second configuration page, secrets and CPUID pages, a memory map of its
+/// own, a guest policy and an SNP VMSA at the KVM-required GPA as the last
+/// directive.
 fn multi_platform(file: &IgvmFile) -> Vec<u8> {
     let snp_page = |gpa, data_type, data: Vec<u8>| IgvmDirectiveHeader::PageData {
         gpa,
@@ -292,10 +293,21 @@ fn multi_platform(file: &IgvmFile) -> Vec<u8> {
         ),
         snp_page(0x20_0000, IgvmPageDataType::SECRETS, vec![]),
         snp_page(0x20_1000, IgvmPageDataType::CPUID_DATA, vec![]),
+        // Parameter areas have no mask: QEMU fills this one on every
+        // platform, and inserts it only for SNP.
+        IgvmDirectiveHeader::ParameterArea {
+            number_of_bytes: 4096,
+            parameter_area_index: 1,
+            initial_data: vec![],
+        },
+        IgvmDirectiveHeader::MemoryMap(IGVM_VHS_PARAMETER {
+            parameter_area_index: 1,
+            byte_offset: 0,
+        }),
         IgvmDirectiveHeader::ParameterInsert(IGVM_VHS_PARAMETER_INSERT {
             gpa: 0x20_2000,
             compatibility_mask: SNP_MASK,
-            parameter_area_index: 0,
+            parameter_area_index: 1,
         }),
         IgvmDirectiveHeader::SnpVpContext {
             gpa: SNP_VMSA_GPA,
