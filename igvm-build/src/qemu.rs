@@ -430,6 +430,12 @@ pub fn boot(opts: &BootOptions) -> Result<BootOutcome> {
         Mode::IgvmCfg => {
             // Still validate the file so bad input fails the same way.
             plan::parse_native(&bytes).with_context(name)?;
+            if !opts.cmdline.is_empty() && !in_config_page {
+                bail!(
+                    "{}: a command line was given but the file has no SVSM configuration page",
+                    opts.igvm.display()
+                );
+            }
             let file = if in_config_page {
                 let f = work.path.join("svsm-cmdline.igvm");
                 fs::write(&f, &bytes).with_context(|| format!("cannot write {}", f.display()))?;
