@@ -83,7 +83,12 @@ fn normal_boot(machine: &str) {
     expect(
         &out,
         ExitCode::Success,
-        &["stage2: kernel entry 0xffffffff8", "STACK-HWM kind=task"],
+        &[
+            "stage2: kernel entry 0xffffffff8",
+            "STACK-HWM kind=task",
+            // QEMU's e820 table: RAM and the reserved range high above it.
+            "memory map: 2 entries, 512 MiB of RAM, up to 0x20000000",
+        ],
     );
     assert_eq!(
         out.serial_lines().filter(|l| *l == READY_MARKER).count(),
