@@ -1,8 +1,10 @@
 # SVSM: build, run and test. See README.md.
 #
-#   make            build stage2, the kernel and the IGVM file
-#   make run        boot it under QEMU (serial console on stdout)
+#   make            build stage2, the kernel and the IGVM file (production image)
+#   make run        boot it under QEMU (serial console on stdout);
+#                   CMDLINE=test=<case> boots the test image instead
 #   make test       host tests, validation suites, stack check, in-QEMU tests
+#                   (builds the test image: the kernel with its test cases)
 #   RELEASE=1       release build
 #
 # Toolchain: one pinned stable (rust-toolchain.toml) serves every
@@ -35,15 +37,23 @@ PROFILE_FLAG :=
 PROFILE_DIR := debug
 endif
 
-KERNEL_ELF := target/$(TARGET)/$(PROFILE_DIR)/svsm-kernel
+# Cargo writes the production and the test kernel to the same path; each
+# build is copied out to its own name under build/.
+KERNEL_CARGO_ELF := target/$(TARGET)/$(PROFILE_DIR)/svsm-kernel
+# The production kernel, and the test kernel (cargo feature `testcases`: the
+# in-kernel test cases and their fault hook; the production kernel refuses
+# `test=` on its command line).
+KERNEL_ELF := build/$(PROFILE_DIR)/svsm-kernel
+KERNEL_TEST_ELF := build/$(PROFILE_DIR)/svsm-kernel-test
 STAGE2_ELF := target/$(TARGET)/$(PROFILE_DIR)/svsm-stage2
 IGVM_BUILD := target/debug/igvm-build
 IGVM := build/$(PROFILE_DIR)/svsm.igvm
-export KERNEL_ELF STAGE2_ELF IGVM
+TEST_IGVM := build/$(PROFILE_DIR)/svsm-test.igvm
+export KERNEL_ELF KERNEL_TEST_ELF STAGE2_ELF IGVM TEST_IGVM
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: check-nostd all setup kernel host-tools igvm run test test-host test-qemu stage2-size \
+.PHONY: check-nostd all setup kernel kernel-test host-tools igvm igvm-test run test test-host test-qemu stage2-size \
         clippy fmt fmt-check check-stable bench clean
 
 all: igvm
@@ -69,6 +79,13 @@ setup:
 
 kernel:
 	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD)
+	@mkdir -p $(dir $(KERNEL_ELF))
+	cp $(KERNEL_CARGO_ELF) $(KERNEL_ELF)
+
+kernel-test:
+	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel --features testcases --target $(TARGET) $(BUILD_STD)
+	@mkdir -p $(dir $(KERNEL_TEST_ELF))
+	cp $(KERNEL_CARGO_ELF) $(KERNEL_TEST_ELF)
 
 host-tools:
 	$(CARGO) build -p igvm-build
@@ -77,20 +94,31 @@ igvm: kernel host-tools
 	@mkdir -p $(dir $(IGVM))
 	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) -o $(IGVM)
 
+## igvm-test: the test image (the kernel built with its test cases).
+igvm-test: kernel kernel-test host-tools
+	@mkdir -p $(dir $(TEST_IGVM))
+	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_TEST_ELF) -o $(TEST_IGVM)
+
 ## run: boot under QEMU; exits 0 when the kernel shuts down with success.
-run: setup igvm
-	$(IGVM_BUILD) run $(IGVM) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+## A `test=<case>` in CMDLINE boots the test image.
+RUN_TEST := $(findstring test=,$(CMDLINE))
+run: setup igvm $(if $(RUN_TEST),igvm-test)
+	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
 
 stage2-size: igvm
 	$(IGVM_BUILD) info --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) --check
 
+## test-host: every host crate, and the kernel's pure logic (its lib target).
 test-host:
 	$(CARGO) test --workspace --exclude svsm-kernel --exclude svsm-stage2
+	$(CARGO) test -p svsm-kernel --lib
 
-## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs), and boots
-## through upstream QEMU's own IGVM loader (igvm-build/tests/upstream.rs).
-test-qemu: igvm stackcheck-bin upstream-qemu
-	SVSM_IGVM=$(abspath $(IGVM)) SVSM_KERNEL_ELF=$(abspath $(KERNEL_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
+## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs), on the
+## test image; the production image for the normal boot and its refusals.
+## Boots through upstream QEMU's own IGVM loader: igvm-build/tests/upstream.rs.
+test-qemu: igvm igvm-test stackcheck-bin upstream-qemu
+	SVSM_IGVM=$(abspath $(TEST_IGVM)) SVSM_PROD_IGVM=$(abspath $(IGVM)) \
+	  SVSM_KERNEL_ELF=$(abspath $(KERNEL_TEST_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
 	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
 	  $(CARGO) test -p igvm-build --test boot --test upstream -- --include-ignored --test-threads=2
 
@@ -102,7 +130,9 @@ check-stable:
 
 clippy:
 	$(CARGO) clippy --workspace --exclude svsm-kernel --exclude svsm-stage2 --all-targets -- -D warnings
+	$(CARGO) clippy -p svsm-kernel --lib --tests -- -D warnings
 	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD) -- -D warnings
+	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel --features testcases --target $(TARGET) $(BUILD_STD) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -118,11 +148,11 @@ FRAGMENT_BENCHES :=
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs --target $(TARGET)
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs --target $(TARGET)
 
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
-	$(MAKE) --no-print-directory igvm stage2-size check-nostd
+	$(MAKE) --no-print-directory igvm igvm-test stage2-size check-nostd
 	$(MAKE) --no-print-directory test-host
 	$(MAKE) --no-print-directory cfi-coverage
 	$(MAKE) --no-print-directory test-qemu

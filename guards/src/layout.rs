@@ -36,9 +36,10 @@ pub const BOOT_STACK_RANGE: StackRange = StackRange {
     guard_hi: STACK_AREA_BASE + SLOT_SIZE,
 };
 
-/// Kernel stack of each application processor (CPU 0 runs on the boot stack).
+/// Per-CPU kernel stack: every CPU's `cpu_main` runs on it (CPU 0 switches
+/// to its own from the boot stack once boot is done).
 pub const PERCPU_STACK_SIZE: u64 = 64 * 1024;
-/// IST stack for #DF: prints the report (and later a backtrace).
+/// IST stack for #DF: prints the report and a backtrace.
 pub const IST_DF_STACK_SIZE: u64 = 32 * 1024;
 /// IST stack for #PF: classification, report and backtrace.
 pub const IST_PF_STACK_SIZE: u64 = 32 * 1024;

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use svsm_bootdefs::config;
 use svsm_bootdefs::layout::*;
 use svsm_bootdefs::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, PlatformKind};
+use svsm_defs::cr::{Cr0, Cr4, Efer, RFlags};
+use svsm_defs::desc::{BOOT_GDT, KERNEL_CS, KERNEL_DS, SegmentDescriptor};
 use zerocopy::{FromZeros, IntoBytes};
 
 /// Compatibility mask of the native platform in the files we write.
@@ -22,8 +24,6 @@ pub const NATIVE_COMPAT_MASK: u32 = 1;
 pub const PAGE_TABLE_POOL_PAGES: usize = 64;
 /// The GDT the VP context loads lives in the boot-info page at this offset.
 pub const GDT_OFFSET_IN_BOOT_INFO_PAGE: u64 = 0x800;
-/// 64-bit code and data descriptors, accessed bit preset.
-pub const BOOT_GDT: [u64; 3] = [0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
 /// The one parameter area: the memory map the loader fills.
 pub const PARAM_AREA_MEMORY_MAP: u32 = 0;
 
@@ -195,6 +195,9 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
         bail!("stage2 must not have writable segments");
     }
     let symtab = symbol_table(kernel);
+    let symtab_len = symtab.len() as u64;
+    let (unwind, _) = crate::unwind::kernel_table(kernel)?;
+    let (symtab, unwind_off) = crate::unwind::append_to_symtab(symtab, &unwind);
     let layout = plan(kernel, symtab.len() as u64)?;
     let mut pages = Pages::default();
     let mut pt = PageTableBuilder::new(layout.page_table_start, PAGE_TABLE_POOL_PAGES);
@@ -280,7 +283,11 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
     bi.memory_map_gpa = MEMORY_MAP_GPA;
     bi.memory_map_size = MEMORY_MAP_SIZE;
     bi.symtab_virt = layout.symtab_virt;
-    bi.symtab_size = symtab.len() as u64;
+    bi.symtab_size = symtab_len;
+    if !unwind.is_empty() {
+        bi.unwind_virt = layout.symtab_virt + unwind_off;
+        bi.unwind_size = unwind.len() as u64;
+    }
     if let Some(id) = &kernel.build_id {
         let n = id.len().min(bi.build_id.len());
         bi.build_id[..n].copy_from_slice(&id[..n]);
@@ -291,7 +298,10 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
 
     let bi_bytes = bi.as_bytes();
     assert!((bi_bytes.len() as u64) <= GDT_OFFSET_IN_BOOT_INFO_PAGE);
-    let gdt: Vec<u8> = BOOT_GDT.iter().flat_map(|d| d.to_le_bytes()).collect();
+    let gdt: Vec<u8> = BOOT_GDT
+        .iter()
+        .flat_map(|d| d.bits().to_le_bytes())
+        .collect();
     pages.write(BOOT_INFO_GPA, bi_bytes, PAGE_SIZE);
     pages.write(
         BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE,
@@ -308,19 +318,19 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
     ctx.rip = stage2.entry;
     ctx.rsp = STAGE2_STACK_TOP;
     ctx.rdi = BOOT_INFO_GPA;
-    ctx.rflags = 0x2;
+    ctx.rflags = RFlags::RESERVED_1.bits();
     ctx.gdtr_base = BOOT_INFO_GPA + GDT_OFFSET_IN_BOOT_INFO_PAGE;
     ctx.gdtr_limit = (gdt.len() - 1) as u16;
-    ctx.code_selector = GDT_KERNEL_CS;
-    ctx.code_attributes = 0xa09b;
+    ctx.code_selector = KERNEL_CS;
+    ctx.code_attributes = SegmentDescriptor::CODE64.vp_context_attributes();
     ctx.code_limit = 0xffff_ffff;
-    ctx.data_selector = GDT_KERNEL_DS;
-    ctx.data_attributes = 0xc093;
+    ctx.data_selector = KERNEL_DS;
+    ctx.data_attributes = SegmentDescriptor::DATA.vp_context_attributes();
     ctx.data_limit = 0xffff_ffff;
-    ctx.cr0 = 0x8001_0033; // PG | WP | NE | ET | MP | PE
+    ctx.cr0 = (Cr0::PG | Cr0::WP | Cr0::NE | Cr0::ET | Cr0::MP | Cr0::PE).bits();
     ctx.cr3 = pt.root();
-    ctx.cr4 = 0x0000_0620; // OSXMMEXCPT | OSFXSR | PAE
-    ctx.efer = 0x0000_0d00; // NXE | LMA | LME
+    ctx.cr4 = (Cr4::OSXMMEXCPT | Cr4::OSFXSR | Cr4::PAE).bits();
+    ctx.efer = (Efer::NXE | Efer::LMA | Efer::LME).bits();
     Ok(Image {
         layout,
         pages,
@@ -456,6 +466,7 @@ mod tests {
             ],
             functions: vec![],
             build_id: None,
+            cfi: None,
         }
     }
 
@@ -473,17 +484,24 @@ mod tests {
                 name: "_ZN4core3fmt5write17h0123456789abcdefE".into(),
             }],
             build_id: Some(vec![0xab; 20]),
+            cfi: None,
         }
     }
 
     fn translate(img: &Image, va: u64) -> Option<(u64, u64)> {
         // Walk the page tables from the guest memory image itself.
-        svsm_bootdefs::pagetable::translate(img.boot_info.page_table_root, va, |table, i| {
-            let page = img.pages.0.get(&table)?;
-            Some(u64::from_le_bytes(
-                page[i * 8..i * 8 + 8].try_into().unwrap(),
-            ))
-        })
+        svsm_defs::paging::translate(
+            img.boot_info.page_table_root,
+            va,
+            svsm_defs::paging::PageEncryption::NONE,
+            |table, i| {
+                let page = img.pages.0.get(&table)?;
+                Some(u64::from_le_bytes(
+                    page[i * 8..i * 8 + 8].try_into().unwrap(),
+                ))
+            },
+        )
+        .map(|(pa, flags)| (pa, flags.bits()))
     }
 
     #[test]

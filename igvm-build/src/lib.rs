@@ -8,3 +8,4 @@ pub mod elf;
 pub mod paging;
 pub mod qemu;
 pub mod rom;
+pub mod unwind;

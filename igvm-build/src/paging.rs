@@ -3,10 +3,16 @@
 //! PML4 (the CR3 value).
 
 use anyhow::{Result, bail};
-use svsm_bootdefs::pagetable::index;
-pub use svsm_bootdefs::pagetable::{
-    ACCESSED, ADDR_MASK, DIRTY, HUGE, NO_EXECUTE, PRESENT, WRITABLE,
-};
+pub use svsm_defs::paging::ADDR_MASK;
+use svsm_defs::paging::{PageEncryption, PteFlags, index};
+
+// The entry bits as plain words, for building entries.
+pub const PRESENT: u64 = PteFlags::PRESENT.bits();
+pub const WRITABLE: u64 = PteFlags::WRITABLE.bits();
+pub const ACCESSED: u64 = PteFlags::ACCESSED.bits();
+pub const DIRTY: u64 = PteFlags::DIRTY.bits();
+pub const HUGE: u64 = PteFlags::HUGE.bits();
+pub const NO_EXECUTE: u64 = PteFlags::NO_EXECUTE.bits();
 
 const PAGE: u64 = 4096;
 const LARGE: u64 = 2 << 20;
@@ -136,9 +142,10 @@ impl PageTableBuilder {
 
     /// (physical address, leaf entry flags) for `va`.
     pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
-        svsm_bootdefs::pagetable::translate(self.base, va, |table, i| {
+        svsm_defs::paging::translate(self.base, va, PageEncryption::NONE, |table, i| {
             self.tables.get(self.table_index(table)).map(|t| t[i])
         })
+        .map(|(pa, flags)| (pa, flags.bits()))
     }
 
     /// The table pages as (gpa, bytes).

@@ -30,6 +30,9 @@ use igvm_defs::IgvmNativeVpContextX64;
 use std::fmt;
 use std::mem::offset_of;
 use svsm_bootdefs::layout::{ROM_WINDOW_END, ROM_WINDOW_START};
+use svsm_defs::cr::{Cr0, Cr4, Efer, RFlags};
+use svsm_defs::desc::SegmentDescriptor;
+use svsm_defs::msr;
 use zerocopy::IntoBytes;
 
 /// Size of the generated ROM (QEMU requires a multiple of 64 KiB).
@@ -58,24 +61,24 @@ pub const ROM_CS64: u16 = 0x18;
 /// The ROM GDT. Every non-null descriptor has the accessed bit (bit 40)
 /// preset: KVM cannot set it in a ROM and hangs otherwise.
 pub const ROM_GDT: [u64; 4] = [
-    0,
-    0x00CF_9B00_0000_FFFF, // code32: base 0, limit 4 GiB, D=1, type execute/read accessed
-    0x00CF_9300_0000_FFFF, // data32: base 0, limit 4 GiB, B=1, type read/write accessed
-    0x00AF_9B00_0000_FFFF, // code64: L=1, D=0, type execute/read accessed
+    SegmentDescriptor::NULL.bits(),
+    SegmentDescriptor::CODE32.bits(),
+    SegmentDescriptor::DATA.bits(),
+    SegmentDescriptor::CODE64.bits(),
 ];
 
-const CR0_PE: u64 = 1 << 0;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const CR4_LA57: u64 = 1 << 12;
-const CR4_PCIDE: u64 = 1 << 17;
-const CR4_SMEP: u64 = 1 << 20;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
-const EFER_NXE: u64 = 1 << 11;
-const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
-const MSR_EFER: u32 = 0xC000_0080;
-const MSR_GS_BASE: u32 = 0xC000_0101;
+const CR0_PE: u64 = Cr0::PE.bits();
+const CR0_PG: u64 = Cr0::PG.bits();
+const CR4_PAE: u64 = Cr4::PAE.bits();
+const CR4_LA57: u64 = Cr4::LA57.bits();
+const CR4_PCIDE: u64 = Cr4::PCIDE.bits();
+const CR4_SMEP: u64 = Cr4::SMEP.bits();
+const EFER_LME: u64 = Efer::LME.bits();
+const EFER_LMA: u64 = Efer::LMA.bits();
+const EFER_NXE: u64 = Efer::NXE.bits();
+const RFLAGS_RESERVED_ONE: u64 = RFlags::RESERVED_1.bits();
+const MSR_EFER: u32 = msr::EFER;
+const MSR_GS_BASE: u32 = msr::GS_BASE;
 
 /// Why a VP context cannot be applied by the ROM, or why its page tables do
 /// not allow the hand-off.
@@ -391,10 +394,11 @@ pub fn hand_off_pages() -> [(u64, bool); 3] {
     ]
 }
 
-use svsm_bootdefs::pagetable::{
-    ADDR_MASK as PTE_ADDR, HUGE as PTE_LARGE, NO_EXECUTE as PTE_NX, PRESENT as PTE_PRESENT,
-};
-const PTE_USER: u64 = 1 << 2;
+use svsm_defs::paging::{ADDR_MASK as PTE_ADDR, PteFlags};
+const PTE_PRESENT: u64 = PteFlags::PRESENT.bits();
+const PTE_LARGE: u64 = PteFlags::HUGE.bits();
+const PTE_NX: u64 = PteFlags::NO_EXECUTE.bits();
+const PTE_USER: u64 = PteFlags::USER.bits();
 
 /// Walks the 4-level page tables rooted at `ctx.cr3` for `va`. `read_u64`
 /// returns the 8 bytes at a guest-physical address as the IGVM file loads

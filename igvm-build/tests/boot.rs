@@ -1,7 +1,9 @@
 //! In-QEMU tests of the real SVSM image: one boot per scenario, asserting on
-//! the serial log and the exit code. `make test-qemu` builds the image and
-//! runs these with SVSM_IGVM (and SVSM_KERNEL_ELF) set; plain `cargo test`
-//! skips them (ignored), because they need the target build.
+//! the serial log and the exit code. `make test-qemu` builds the images and
+//! runs these with SVSM_IGVM (the test image, with the in-kernel test
+//! cases), SVSM_PROD_IGVM (the production image) and SVSM_KERNEL_ELF (the
+//! test image's kernel) set; plain `cargo test` skips them (ignored),
+//! because they need the target build.
 
 use igvm_build::qemu::{BootOptions, BootOutcome, boot};
 use std::time::Duration;
@@ -13,8 +15,17 @@ fn image() -> String {
         .expect("SVSM_IGVM must name the built IGVM file (run `make test-qemu`)")
 }
 
+fn prod_image() -> String {
+    std::env::var("SVSM_PROD_IGVM")
+        .expect("SVSM_PROD_IGVM must name the production IGVM file (run `make test-qemu`)")
+}
+
 fn boot_case(cmdline: &str) -> BootOutcome {
-    let opts = BootOptions::new(image())
+    boot_image(&image(), cmdline)
+}
+
+fn boot_image(image: &str, cmdline: &str) -> BootOutcome {
+    let opts = BootOptions::new(image)
         .cmdline(cmdline)
         .timeout(Duration::from_secs(60))
         .echo(false);
@@ -96,7 +107,7 @@ fn hwm(out: &BootOutcome) -> Vec<(String, u64, u64)> {
 #[test]
 #[ignore = "boots the real image: run `make test-qemu`"]
 fn normal_boot_reaches_ready_with_sane_high_water_marks() {
-    let out = boot_case("");
+    let out = boot_image(&prod_image(), "");
     expect_exit(&out, ExitCode::Success);
     assert!(
         out.serial.contains("stage2: kernel entry 0xffffffff8"),
@@ -478,4 +489,70 @@ fn nested_panic_takes_the_minimal_path() {
         out.serial
     );
     assert_eq!(lines(&out, "BACKTRACE BEGIN").len(), 0, "{}", out.serial);
+}
+
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn production_image_refuses_test_cases() {
+    let out = boot_image(&prod_image(), "quiet test=smoke");
+    expect_exit(&out, ExitCode::BootError);
+    assert!(
+        out.serial.contains(
+            "SVSM: boot failed: command line: `test=smoke` refused: this image has no test cases"
+        ),
+        "{}",
+        out.serial
+    );
+    assert!(!out.serial.contains("TEST smoke"), "{}", out.serial);
+    assert!(lines(&out, READY_MARKER).is_empty(), "{}", out.serial);
+}
+
+/// An image whose boot info names the SNP platform: the kernel has no SNP
+/// implementation yet and must refuse it, not run it as native.
+#[test]
+#[ignore = "boots the real image: run `make test-qemu`"]
+fn unimplemented_platform_is_refused() {
+    use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmRevision};
+    use svsm_bootdefs::{BootInfo, PlatformKind, layout::BOOT_INFO_GPA};
+    let bytes = std::fs::read(prod_image()).unwrap();
+    let file = IgvmFile::new_from_binary(&bytes, None).unwrap();
+    let offset = std::mem::offset_of!(BootInfo, platform);
+    let mut patched = 0;
+    let directives: Vec<IgvmDirectiveHeader> = file
+        .directives()
+        .iter()
+        .cloned()
+        .map(|mut d| {
+            if let IgvmDirectiveHeader::PageData { gpa, data, .. } = &mut d
+                && *gpa == BOOT_INFO_GPA
+            {
+                data[offset..offset + 4].copy_from_slice(&(PlatformKind::Snp as u32).to_le_bytes());
+                patched += 1;
+            }
+            d
+        })
+        .collect();
+    assert_eq!(patched, 1, "no boot-info page in the image");
+    let snp = IgvmFile::new(
+        IgvmRevision::V1,
+        file.platforms().to_vec(),
+        file.initializations().to_vec(),
+        directives,
+    )
+    .unwrap();
+    let mut out_bytes = Vec::new();
+    snp.serialize(&mut out_bytes).unwrap();
+    let path = std::env::temp_dir().join(format!("svsm-snp-bootinfo-{}.igvm", std::process::id()));
+    std::fs::write(&path, &out_bytes).unwrap();
+    let out = boot_image(path.to_str().unwrap(), "");
+    let _ = std::fs::remove_file(&path);
+    expect_exit(&out, ExitCode::BootError);
+    assert!(
+        out.serial.contains(
+            "SVSM: boot failed: platform: platform snp is not implemented in this kernel (refusing to run it as native)"
+        ),
+        "{}",
+        out.serial
+    );
+    assert!(!out.serial.contains("on native platform"), "{}", out.serial);
 }

@@ -2,39 +2,56 @@
 //! backtraces and fatal exits. #PF, #DF, NMI and #MC arrive on their own
 //! guarded IST stacks, so these reports always run on a healthy stack.
 
+use crate::arch::entry::ExceptionFrame;
+use crate::arch::x86::read_cr2;
 use crate::backtrace;
-use crate::cpu::exceptions::{ExceptionFrame, vector_name};
 use crate::cpu::percpu::this_cpu;
-use crate::cpu::read_cr2;
+use crate::platform::shutdown;
 use crate::println;
 use crate::serial::CONSOLE;
 use crate::stacks;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 use svsm_bootdefs::ExitCode;
 use svsm_guards::FaultContext;
+use svsm_kernel::vectors::{VEC_DF, VEC_NMI, VEC_PF, vector_name};
 
-pub const VEC_NMI: u64 = 2;
-pub const VEC_DF: u64 = 8;
-pub const VEC_PF: u64 = 14;
+/// The fault hook of the test image: when `VECTOR` is set to `v`, the
+/// handler of vector `v` first calls the function in `FUNCTION` (the in-QEMU
+/// overflow scenarios overflow an IST stack from inside its handler). The
+/// production image has no such hook.
+#[cfg(feature = "testcases")]
+pub mod test_hook {
+    use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Test hook: when set to `v`, the handler of vector `v` calls the function in
-/// `TEST_HOOK_FN` first (used by the in-QEMU overflow scenarios to overflow an
-/// IST stack from inside its handler).
-pub static TEST_HOOK_VECTOR: AtomicU64 = AtomicU64::new(u64::MAX);
-pub static TEST_HOOK_FN: AtomicU64 = AtomicU64::new(0);
+    pub static VECTOR: AtomicU64 = AtomicU64::new(u64::MAX);
+    pub static FUNCTION: AtomicU64 = AtomicU64::new(0);
 
-fn run_test_hook(vector: u64) {
-    if TEST_HOOK_VECTOR.load(Ordering::Relaxed) == vector {
-        TEST_HOOK_VECTOR.store(u64::MAX, Ordering::Relaxed);
-        let f = TEST_HOOK_FN.load(Ordering::Relaxed);
-        if f != 0 {
-            // SAFETY: only `testcases` stores a `fn()` here.
-            let f: fn() = unsafe { core::mem::transmute::<u64, fn()>(f) };
-            f();
+    /// Inlined, so that the indirect call stays in `handle_exception`
+    /// (stackcheck.toml annotates it there).
+    #[inline(always)]
+    pub(super) fn run(vector: u64) {
+        if VECTOR.load(Ordering::Relaxed) == vector {
+            VECTOR.store(u64::MAX, Ordering::Relaxed);
+            let f = FUNCTION.load(Ordering::Relaxed);
+            if f != 0 {
+                // SAFETY: only `testcases` stores a `fn()` here.
+                let f: fn() = unsafe { core::mem::transmute::<u64, fn()>(f) };
+                f();
+            }
         }
     }
 }
 
+/// Called by `svsm_exc_common` (`arch::entry`) with the saved frame, on
+/// the stack the IDT selected for the vector.
+#[unsafe(no_mangle)]
+extern "C" fn svsm_exception_dispatch(frame: &mut ExceptionFrame) {
+    handle_exception(frame);
+}
+
+/// Not inlined into the dispatcher: stackcheck.toml annotates the test
+/// image's fault-hook call as made from here.
+#[inline(never)]
 pub fn handle_exception(frame: &mut ExceptionFrame) {
     let cpu = this_cpu();
     let pf_nesting = if frame.vector == VEC_PF {
@@ -42,7 +59,8 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
     } else {
         0
     };
-    run_test_hook(frame.vector);
+    #[cfg(feature = "testcases")]
+    test_hook::run(frame.vector);
     if frame.vector == VEC_NMI {
         // NMIs are counted, not printed: the interrupted code may hold the
         // console lock. Nothing in the SVSM raises them yet.
@@ -72,7 +90,7 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
             );
             drop(registry);
             backtrace::print_here();
-            crate::shutdown(ExitCode::StackOverflow);
+            shutdown(ExitCode::StackOverflow);
         }
     }
     println!(
@@ -85,7 +103,7 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
         cr2
     );
     backtrace::print_here();
-    crate::shutdown(ExitCode::Exception);
+    shutdown(ExitCode::Exception);
 }
 
 /// Dry run of the fault-reporting path on the current stack: formats a guard

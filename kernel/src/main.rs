@@ -1,27 +1,32 @@
-//! The SVSM kernel.
+//! The SVSM kernel: the boot sequence of CPU 0, the init task and the panic
+//! handler. The layers below it are described in `docs/kernel.md`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+mod arch;
 mod backtrace;
+mod bootinfo;
 mod cpu;
 mod fault;
-mod io;
 mod mm;
 mod platform;
 mod serial;
 mod stacks;
 mod task;
+#[cfg(feature = "testcases")]
 mod testcases;
 
 extern crate alloc;
 
 use core::arch::global_asm;
-use cpu::gdt::{Gdt, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, Tss};
-use platform::PageValidation;
+use platform::{PageValidation, SvsmPlatform, shutdown};
 use spin::Once;
 use svsm_bootdefs::{BootInfo, ExitCode, READY_MARKER, layout};
 use svsm_guards::{IstKind, Owner, StackKind};
+use svsm_kernel::cmdline::Cmdline;
+use svsm_kernel::vectors::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
 
 global_asm!(
     ".section .text.start, \"ax\"",
@@ -40,39 +45,8 @@ global_asm!(
     main = sym kernel_main,
 );
 
-static BOOT_INFO: Once<BootInfo> = Once::new();
-
-pub fn boot_info() -> &'static BootInfo {
-    BOOT_INFO.get().expect("boot info not initialised")
-}
-
-/// Ends the SVSM through the platform (isa-debug-exit natively).
-pub fn shutdown(code: ExitCode) -> ! {
-    platform::platform().shutdown(code)
-}
-
-struct TablesCell(core::cell::UnsafeCell<(Gdt, Tss)>);
-// SAFETY: only CPU 0 touches its tables, once, during bring-up.
-unsafe impl Sync for TablesCell {}
-static BSP_TABLES: TablesCell = TablesCell(core::cell::UnsafeCell::new((
-    Gdt::new(),
-    unsafe_zeroed_tss(),
-)));
-
-/// Points IST slot `slot` (1-based) of CPU 0 at `top`; returns the old value.
-pub fn set_ist(slot: u8, top: u64) -> u64 {
-    // SAFETY: single CPU; the TSS is only read by the CPU at exception entry,
-    // and a u64 store into it is atomic with respect to that.
-    let (_, tss) = unsafe { &mut *BSP_TABLES.0.get() };
-    let old = tss.ist[slot as usize - 1];
-    tss.ist[slot as usize - 1] = top;
-    old
-}
-
-const fn unsafe_zeroed_tss() -> Tss {
-    // SAFETY: an all-zero TSS is a valid (empty) TSS.
-    unsafe { core::mem::zeroed() }
-}
+/// Whether this image has the in-kernel test cases (the test image).
+const TESTCASES_BUILT: bool = cfg!(feature = "testcases");
 
 /// IST stacks of the boot CPU: (IST slot, kind, name).
 const IST_STACKS: [(u8, IstKind, &str); 4] = [
@@ -87,17 +61,40 @@ fn fatal_boot(what: &str, why: &dyn core::fmt::Display) -> ! {
     shutdown(ExitCode::BootError)
 }
 
-extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
-    let plat = platform::platform();
-    serial::CONSOLE.init(serial::Uart16550::new(plat.io(), serial::COM1));
-    serial::init_logger(log::LevelFilter::Info);
+/// A boot failure found before the console exists: the report goes through
+/// the console of `platform::platform()` (see there which one that is
+/// before a platform was chosen).
+fn early_fatal(what: &str, why: &dyn core::fmt::Display) -> ! {
+    console_init(platform::platform());
+    fatal_boot(what, why)
+}
 
+fn console_init(plat: &dyn SvsmPlatform) {
+    // SAFETY: COM1 is the platform's console UART; only the console drives it.
+    serial::CONSOLE.init(unsafe { serial::Uart16550::new(plat.io(), serial::COM1) });
+    serial::init_logger(log::LevelFilter::Info);
+}
+
+extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
+    // Nothing before the exception handlers are live may use port I/O or
+    // CPUID: on SNP and TDX both trap (#VC / #VE).
     // SAFETY: stage2 passes the boot-info page, still identity mapped; it is
-    // copied before the identity map goes away.
-    let bi = BOOT_INFO.call_once(|| unsafe { core::ptr::read(boot_info_phys) });
+    // copied here, before the identity map goes away.
+    let bi = bootinfo::init(unsafe { core::ptr::read(boot_info_phys) });
+    // SAFETY: CPU 0's bring-up, once, before anything else uses its tables.
+    unsafe { cpu::gdt::load_bsp() };
+    cpu::percpu::init(0);
+    // SAFETY: the GDT and TSS are loaded; the early IDT uses no IST slot.
+    unsafe { cpu::idt::load_early() };
     if let Err(why) = bi.validate() {
-        fatal_boot("bad boot info", &why);
+        early_fatal("bad boot info", &why);
     }
+    let plat = platform::choose(bi.platform).unwrap_or_else(|e| early_fatal("platform", &e));
+    if let Err(e) = plat.setup_exception_handling() {
+        early_fatal("platform exception setup", &format_args!("{e:?}"));
+    }
+    mm::paging::init(plat.page_encryption());
+    console_init(plat); // the first port I/O
     log::info!(
         "SVSM kernel {} on {} platform, kernel region {:#x}..{:#x}",
         env!("CARGO_PKG_VERSION"),
@@ -105,7 +102,47 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
         bi.kernel_region_start,
         bi.kernel_region_end
     );
+    log_cpu_vendor(plat); // the first CPUID
 
+    memory_init(bi, plat);
+    let ist = ist_init();
+    backtrace::init(bi.symtab_virt, bi.symtab_size);
+
+    paging_self_check();
+    // SAFETY: stage2 is done and the boot info was copied: nothing uses the
+    // low identity map any more.
+    unsafe { mm::paging::drop_identity_map() };
+
+    // Fault-path self-test on every IST stack (also gives their high-water marks).
+    for (_, top) in ist {
+        // SAFETY: no exception is in flight, so nothing uses the IST stack
+        // while the self-test runs on it.
+        unsafe { arch::stack::call_on_stack(top, ist_self_test, 0) };
+    }
+
+    let cmdline = read_cmdline(bi);
+    log::info!("command line: {:?}", cmdline.as_str());
+    let test = match cmdline.test_selection(TESTCASES_BUILT) {
+        Ok(t) => t,
+        Err(e) => fatal_boot("command line", &e),
+    };
+    #[cfg(feature = "testcases")]
+    testcases::run_if_on(test, testcases::RunsOn::Boot);
+    let _ = test;
+    CMDLINE.call_once(|| cmdline);
+
+    // The boot stack has done its job: CPU 0 continues on its per-CPU stack.
+    match stacks::alloc(StackKind::PerCpu, Owner::cpu(0), "cpu0") {
+        // SAFETY: the per-CPU stack was just mapped for CPU 0 alone.
+        Ok(info) => unsafe { arch::stack::call_on_stack(info.range.top, cpu_main, 0) },
+        Err(e) => fatal_boot("per-CPU stack", &e),
+    }
+    unreachable!("cpu_main returned");
+}
+
+/// Validates the kernel's free memory, starts the frame allocator, checks
+/// the loader's memory map and registers the stacks that already exist.
+fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) {
     // The kernel's free memory must be validated before use (PVALIDATE on
     // SNP, page acceptance on TDX; nothing natively).
     if let Err(e) = plat.validate_pages(
@@ -118,16 +155,11 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     if let Err(e) = mm::frames::init(bi.free_phys_start, bi.kernel_region_end) {
         fatal_boot("frame allocator", &e);
     }
-    // The memory map comes from the host: untrusted until validated.
-    // SAFETY: the parameter page lies inside the direct map and is only read.
-    let map = unsafe {
-        core::slice::from_raw_parts(
-            layout::phys_to_virt(bi.memory_map_gpa) as *const u8,
-            bi.memory_map_size as usize,
-        )
-    };
+    // The memory map comes from the host: copied once (onto the heap, not
+    // the stack), then validated from the copy.
+    let map = copy_parameter_area(bi.memory_map_gpa, bi.memory_map_size);
     match svsm_bootdefs::memmap::validate_for_kernel(
-        map,
+        &map,
         bi.kernel_region_start,
         bi.kernel_region_end,
     ) {
@@ -142,53 +174,39 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     if let Err(e) = stacks::init(bi) {
         fatal_boot("stack registry", &e);
     }
+}
 
-    // IST stacks first: from here on every fault lands on a healthy stack.
-    // SAFETY: bring-up of CPU 0 runs once, before any other use of its tables.
-    let (gdt, tss) = unsafe { &mut *BSP_TABLES.0.get() };
-    let mut ist_tops = [0u64; 4];
+/// A copy of the loader-filled parameter area at `gpa` (`size` bytes, as
+/// igvm-build laid it out), read once, byte by byte, through the direct map.
+fn copy_parameter_area(gpa: u64, size: u64) -> alloc::vec::Vec<u8> {
+    let src = layout::phys_to_virt(gpa) as *const u8;
+    (0..size as usize)
+        .map(|i| {
+            // SAFETY: the parameter area lies inside the direct map and
+            // `i` stays below its size; a volatile read keeps it one read.
+            unsafe { src.add(i).read_volatile() }
+        })
+        .collect()
+}
+
+/// Allocates CPU 0's IST stacks, points its TSS at them and switches to the
+/// full IDT: from here on NMI, #DF, #PF and #MC land on healthy stacks.
+/// Returns (IST slot, stack top) per IST stack.
+fn ist_init() -> [(u8, u64); 4] {
+    let mut ist = [(0u8, 0u64); 4];
     for (i, (slot, kind, name)) in IST_STACKS.iter().enumerate() {
         match stacks::alloc(StackKind::Ist(*kind), Owner::cpu(0), name) {
-            Ok(info) => {
-                tss.ist[*slot as usize - 1] = info.range.top;
-                ist_tops[i] = info.range.top;
-            }
+            Ok(info) => ist[i] = (*slot, info.range.top),
             Err(e) => fatal_boot("IST stack", &e),
         }
     }
-    tss.iomap_base = core::mem::size_of::<Tss>() as u16;
-    gdt.load(tss);
-    cpu::percpu::init(0);
-    cpu::idt::load();
-    if let Err(e) = plat.setup_exception_handling() {
-        fatal_boot("platform exception setup", &format_args!("{e:?}"));
+    for (slot, top) in ist {
+        // SAFETY: `top` is the top of a stack just mapped for this slot.
+        unsafe { cpu::gdt::set_ist(slot, top) };
     }
-    backtrace::init(bi.symtab_virt, bi.symtab_size);
-
-    paging_self_check();
-    mm::paging::drop_identity_map();
-
-    // Fault-path self-test on every IST stack (also gives their high-water marks).
-    for top in ist_tops {
-        task::call_on_stack(top, ist_self_test, 0);
-    }
-
-    let cmdline = read_cmdline(bi);
-    log::info!("command line: {:?}", cmdline.as_str());
-    let case = cmdline
-        .test_name()
-        .map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
-    if let Some(case) = case.filter(|c| c.on == testcases::RunsOn::Boot) {
-        testcases::run(case);
-    }
-    CMDLINE.call_once(|| cmdline);
-
-    // The boot stack has done its job: CPU 0 continues on its per-CPU stack.
-    match stacks::alloc(StackKind::PerCpu, Owner::cpu(0), "cpu0") {
-        Ok(info) => task::call_on_stack(info.range.top, cpu_main, 0),
-        Err(e) => fatal_boot("per-CPU stack", &e),
-    }
-    unreachable!("cpu_main returned");
+    // SAFETY: the GDT is loaded and every IST slot the IDT names holds a stack.
+    unsafe { cpu::idt::load() };
+    ist
 }
 
 extern "C" fn ist_self_test(_: u64) {
@@ -206,64 +224,50 @@ extern "C" fn cpu_main(_: u64) {
 }
 
 fn init_task() {
-    let case = CMDLINE
-        .get()
-        .and_then(|c| c.test_name())
-        .map(|n| testcases::find(n).unwrap_or_else(|| testcases::unknown(n)));
-    if let Some(case) = case {
-        testcases::run(case);
+    #[cfg(feature = "testcases")]
+    if let Some(c) = CMDLINE.get() {
+        // Refused on the boot stack already when the image has no test cases.
+        testcases::run_if_on(c.test_name(), testcases::RunsOn::Task);
     }
     let (free, total) = mm::frames::stats();
     log::info!("memory: {free} of {total} kernel frames free");
     println!("{READY_MARKER}");
 }
 
+/// Logs the CPU vendor (CPUID leaf 0); CPUID may trap, so this runs only
+/// once the exception handlers are live.
+fn log_cpu_vendor(plat: &dyn platform::SvsmPlatform) {
+    let r = plat.cpuid(0, 0);
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    log::info!(
+        "CPU: {} (max basic leaf {:#x})",
+        core::str::from_utf8(&v).unwrap_or("?"),
+        r.eax
+    );
+}
+
 fn paging_self_check() {
-    let text = kernel_main as *const () as u64;
+    use mm::paging::PteFlags;
+    let text = svsm_defs::VirtAddr::new(kernel_main as *const () as u64);
     if let Some((_, flags)) = mm::paging::translate(text)
-        && (flags & mm::paging::NO_EXECUTE != 0 || flags & mm::paging::WRITABLE != 0)
+        && flags.intersects(PteFlags::NO_EXECUTE | PteFlags::WRITABLE)
     {
-        println!("SVSM: kernel text is not RX");
-        shutdown(ExitCode::BootError);
+        fatal_boot("paging", &"kernel text is not RX");
     }
 }
 
-/// The IGVM command line, copied into kernel memory.
-pub struct Cmdline {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Cmdline {
-    pub fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<invalid utf-8>")
-    }
-
-    /// `test=<name>` selects a named in-kernel test case.
-    pub fn test_name(&self) -> Option<&str> {
-        self.as_str()
-            .split_ascii_whitespace()
-            .find_map(|w| w.strip_prefix("test="))
-    }
-}
-
+/// Copies the command line out of the loader's parameter page, once.
 fn read_cmdline(bi: &BootInfo) -> Cmdline {
-    let mut c = Cmdline {
-        buf: [0; 256],
-        len: 0,
-    };
-    let max = (bi.cmdline_size as usize).min(c.buf.len());
     let src = layout::phys_to_virt(bi.cmdline_gpa) as *const u8;
-    for i in 0..max {
-        // SAFETY: the parameter page is inside the direct map; read byte-wise.
-        let b = unsafe { src.add(i).read_volatile() };
-        if b == 0 {
-            break;
-        }
-        c.buf[i] = b;
-        c.len = i + 1;
-    }
-    c
+    let max = usize::try_from(bi.cmdline_size).unwrap_or(usize::MAX);
+    Cmdline::copy_from(max, |i| {
+        // SAFETY: the parameter page is inside the direct map and `i` stays
+        // below both its size and the copy's limit; read byte-wise, once.
+        unsafe { src.add(i).read_volatile() }
+    })
 }
 
 #[panic_handler]

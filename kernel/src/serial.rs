@@ -1,10 +1,11 @@
 //! 16550 UART console and the `log` backend.
 
-use crate::io::IoPort;
+use crate::arch::io::IoPort;
 use core::fmt;
 use spin::Mutex;
+use svsm_defs::uart;
 
-pub const COM1: u16 = 0x3f8;
+pub use svsm_defs::uart::COM1;
 
 pub struct Uart16550 {
     io: &'static dyn IoPort,
@@ -12,27 +13,41 @@ pub struct Uart16550 {
 }
 
 impl Uart16550 {
-    pub const fn new(io: &'static dyn IoPort, base: u16) -> Self {
+    /// A driver for the UART at port `base`.
+    ///
+    /// # Safety
+    /// The eight ports from `base` belong to a 16550 UART that nothing else
+    /// drives.
+    pub const unsafe fn new(io: &'static dyn IoPort, base: u16) -> Self {
         Self { io, base }
     }
 
+    fn out(&self, reg: u16, val: u8) {
+        // SAFETY: `reg` is one of this UART's registers, owned per `new`.
+        unsafe { self.io.outb(self.base + reg, val) };
+    }
+
+    fn inp(&self, reg: u16) -> u8 {
+        // SAFETY: as in `out`.
+        unsafe { self.io.inb(self.base + reg) }
+    }
+
     pub fn init(&self) {
-        let b = self.base;
-        self.io.outb(b + 1, 0x00); // no interrupts
-        self.io.outb(b + 3, 0x80); // DLAB
-        self.io.outb(b, 0x01); // 115200 baud
-        self.io.outb(b + 1, 0x00);
-        self.io.outb(b + 3, 0x03); // 8N1
-        self.io.outb(b + 2, 0xc7); // FIFO on, cleared
-        self.io.outb(b + 4, 0x03); // DTR, RTS
+        self.out(uart::IER, 0x00); // no interrupts
+        self.out(uart::LCR, uart::LCR_DLAB);
+        self.out(uart::THR, uart::DIVISOR_115200);
+        self.out(uart::IER, 0x00);
+        self.out(uart::LCR, uart::LCR_8N1);
+        self.out(uart::FCR, uart::FCR_ENABLE_CLEAR);
+        self.out(uart::MCR, uart::MCR_DTR_RTS);
     }
 
     pub fn write_byte(&self, c: u8) {
         let mut spins = 0u32;
-        while self.io.inb(self.base + 5) & 0x20 == 0 && spins < 100_000 {
+        while self.inp(uart::LSR) & uart::LSR_THR_EMPTY == 0 && spins < 100_000 {
             spins += 1;
         }
-        self.io.outb(self.base, c);
+        self.out(uart::THR, c);
     }
 
     pub fn write_bytes(&self, s: &[u8]) {

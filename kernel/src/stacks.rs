@@ -6,6 +6,7 @@ use crate::mm::{frames, paging};
 use spin::Mutex;
 use svsm_bootdefs::BootInfo;
 use svsm_bootdefs::layout::{PAGE_SIZE, STAGE2_GUARD_SIZE, phys_to_virt};
+use svsm_defs::VirtAddr;
 use svsm_guards::{
     Owner, PAINT_PATTERN, StackError, StackId, StackInfo, StackKind, StackRange, StackRegistry,
     paint_words_high_water,
@@ -91,7 +92,17 @@ pub fn alloc_sized(
             release(id, va);
             return Err(StackAllocError::OutOfMemory);
         };
-        if let Err(e) = paging::map_page(va, pa, paging::DATA_RW, &mut frames::alloc_frame) {
+        // SAFETY: the registry reserved [bottom, top) for this stack alone
+        // (nothing else maps it), and `pa` was just allocated.
+        let mapped = unsafe {
+            paging::map_page(
+                VirtAddr::new(va),
+                pa,
+                paging::DATA_RW,
+                &mut frames::alloc_frame,
+            )
+        };
+        if let Err(e) = mapped {
             frames::free_frames(pa, 1);
             release(id, va);
             return Err(StackAllocError::Map(e));
@@ -118,7 +129,9 @@ fn release(id: StackId, mapped_end: u64) {
         .unwrap_or(mapped_end);
     let mut va = bottom;
     while va < mapped_end {
-        if let Some(pa) = paging::unmap_page(va) {
+        // SAFETY: the stack is being released: nothing runs on it or
+        // references it any more.
+        if let Some(pa) = unsafe { paging::unmap_page(VirtAddr::new(va)) } {
             frames::free_frames(pa, 1);
         }
         va += PAGE_SIZE;
@@ -146,7 +159,8 @@ pub fn high_water(info: &StackInfo) -> Option<u64> {
         StackKind::Stage2 => phys_to_virt(info.range.bottom),
         _ => info.range.bottom,
     };
-    if info.kind != StackKind::Stage2 && !paging::is_mapped(base, info.range.size()) {
+    if info.kind != StackKind::Stage2 && !paging::is_mapped(VirtAddr::new(base), info.range.size())
+    {
         return None;
     }
     // SAFETY: the whole stack is mapped (checked above, or the direct map);
@@ -168,6 +182,7 @@ pub fn print_high_water_marks() {
 }
 
 /// The stack containing `addr` (inside the stack proper).
+#[cfg_attr(not(feature = "testcases"), allow(dead_code))] // test cases
 pub fn stack_of(addr: u64) -> Option<StackRange> {
     let r = REGISTRY.lock();
     r.find(addr)

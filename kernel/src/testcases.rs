@@ -1,15 +1,20 @@
 //! Named in-kernel test cases, selected by `test=<name>` on the IGVM command
 //! line; one boot per case (igvm-build/tests/boot.rs asserts on the serial
-//! log and exit code). Each case ends the boot itself.
+//! log and exit code). Each case ends the boot itself. Built into the test
+//! image only (cargo feature `testcases`).
 
-use crate::fault::{TEST_HOOK_FN, TEST_HOOK_VECTOR, VEC_NMI, VEC_PF};
-use crate::mm::paging;
+use crate::arch::x86::{rdtsc, read_rsp};
+use crate::fault::test_hook;
+use crate::mm::paging::{self, PteFlags};
+use crate::platform::shutdown;
 use crate::println;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::Ordering;
 use svsm_bootdefs::ExitCode;
+use svsm_defs::VirtAddr;
+use svsm_kernel::vectors::{VEC_NMI, VEC_PF};
 
 /// Which stack a case starts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +132,17 @@ pub fn find(name: &str) -> Option<&'static Case> {
 /// A case that fails at once, for names not in the table.
 pub fn unknown(name: &str) -> &'static Case {
     println!("TEST {name}: FAIL unknown test case");
-    crate::shutdown(ExitCode::TestFailure)
+    shutdown(ExitCode::TestFailure)
+}
+
+/// Runs the case `name` (ending the boot) if it starts on `on`; an unknown
+/// name fails at once.
+pub fn run_if_on(name: Option<&str>, on: RunsOn) {
+    let Some(name) = name else { return };
+    let case = find(name).unwrap_or_else(|| unknown(name));
+    if case.on == on {
+        run(case);
+    }
 }
 
 fn unknown_case() -> Result<(), &'static str> {
@@ -141,17 +156,17 @@ pub fn run(case: &Case) -> ! {
         Ok(()) => {
             println!("TEST {}: PASS", case.name);
             crate::stacks::print_high_water_marks();
-            crate::shutdown(ExitCode::Success)
+            shutdown(ExitCode::Success)
         }
         Err(why) => {
             println!("TEST {}: FAIL {why}", case.name);
-            crate::shutdown(ExitCode::TestFailure)
+            shutdown(ExitCode::TestFailure)
         }
     }
 }
 
 fn smoke() -> Result<(), &'static str> {
-    crate::boot_info().validate()
+    crate::bootinfo::get().validate()
 }
 
 unsafe extern "C" {
@@ -163,30 +178,32 @@ unsafe extern "C" {
 /// Text is RX, rodata R+NX, data RW+NX, stacks RW+NX, identity map gone.
 fn paging_permissions() -> Result<(), &'static str> {
     let flags = |va: u64| {
-        paging::translate(va)
+        paging::translate(VirtAddr::new(va))
             .map(|(_, f)| f)
             .ok_or("address not mapped")
     };
+    let writable = |f: PteFlags| f.contains(PteFlags::WRITABLE);
+    let nx = |f: PteFlags| f.contains(PteFlags::NO_EXECUTE);
     let text = core::ptr::addr_of!(__kernel_start) as u64;
     let rodata = core::ptr::addr_of!(__rodata_start) as u64;
     let data = core::ptr::addr_of!(__data_start) as u64;
     let f = flags(text)?;
-    if f & paging::WRITABLE != 0 || f & paging::NO_EXECUTE != 0 {
+    if writable(f) || nx(f) {
         return Err("text is not read-only executable");
     }
     let f = flags(rodata)?;
-    if f & paging::WRITABLE != 0 || f & paging::NO_EXECUTE == 0 {
+    if writable(f) || !nx(f) {
         return Err("rodata is not read-only no-execute");
     }
     let f = flags(data)?;
-    if f & paging::WRITABLE == 0 || f & paging::NO_EXECUTE == 0 {
+    if !writable(f) || !nx(f) {
         return Err("data is not writable no-execute");
     }
-    let f = flags(crate::cpu::read_rsp())?;
-    if f & paging::WRITABLE == 0 || f & paging::NO_EXECUTE == 0 {
+    let f = flags(read_rsp())?;
+    if !writable(f) || !nx(f) {
         return Err("stack is not writable no-execute");
     }
-    if paging::translate(0x10_0000).is_some() {
+    if paging::translate(VirtAddr::new(0x10_0000)).is_some() {
         return Err("identity map still present");
     }
     println!("paging: text RX, rodata R, data RW+NX, stack RW+NX, identity map dropped");
@@ -251,8 +268,8 @@ fn overflow_recursion() -> Result<(), &'static str> {
 }
 
 fn hook(vector: u64, f: fn()) {
-    TEST_HOOK_FN.store(f as usize as u64, Ordering::Relaxed);
-    TEST_HOOK_VECTOR.store(vector, Ordering::Relaxed);
+    test_hook::FUNCTION.store(f as usize as u64, Ordering::Relaxed);
+    test_hook::VECTOR.store(vector, Ordering::Relaxed);
 }
 
 fn recurse_forever() {
@@ -290,7 +307,7 @@ fn big_frame() -> Result<(), &'static str> {
 }
 
 fn underflow() -> Result<(), &'static str> {
-    let rsp = crate::cpu::read_rsp();
+    let rsp = read_rsp();
     let top = crate::stacks::stack_of(rsp).ok_or("stack not found")?.top;
     // SAFETY: reads just above the top of the current stack on purpose: the
     // upper guard must catch it.
@@ -364,9 +381,9 @@ fn bench_depth(depth: u32, out: &mut [u64; 15]) -> usize {
     let mut frames = 0;
     for slot in out.iter_mut() {
         let regs = svsm_unwinder::capture_regs!();
-        let t0 = crate::cpu::rdtsc();
+        let t0 = rdtsc();
         frames = crate::backtrace::walk_only(regs, 32);
-        *slot = crate::cpu::rdtsc() - t0;
+        *slot = rdtsc() - t0;
     }
     frames
 }
@@ -399,7 +416,10 @@ fn pf_delivery_fails() -> Result<(), &'static str> {
         .find(|(_, i)| i.kind == svsm_guards::StackKind::Ist(svsm_guards::IstKind::PageFault))
         .map(|(_, i)| i.range.bottom)
         .ok_or("no page-fault IST stack")?;
-    crate::set_ist(crate::cpu::gdt::IST_PAGE_FAULT, pf_bottom);
+    // SAFETY: deliberately points the #PF IST slot at the bottom of the #PF
+    // stack, so the next #PF cannot be delivered and becomes a #DF (on its
+    // own, intact IST stack); the boot ends in the #DF report.
+    unsafe { crate::cpu::gdt::set_ist(svsm_kernel::vectors::IST_PAGE_FAULT, pf_bottom) };
     // SAFETY: reads an unmapped address on purpose to raise #PF.
     unsafe { core::ptr::read_volatile(0xdead_0000 as *const u64) };
     Err("page fault was delivered")

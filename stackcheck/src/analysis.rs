@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::bail_input;
-use crate::bound::{self, Bounds, IndirectStats, Issue, Resolution};
+use crate::bound::{self, Bounds, IndirectStats, Issue, IssueKind, RecursionUse, Resolution};
 use crate::cfi::Cfi;
 use crate::config::{Config, EntryCfg};
 use crate::dwarf::LineIndex;
@@ -28,6 +28,20 @@ pub struct Report {
     pub large_moves: Vec<LargeMove>,
     pub large_frames: Vec<LargeFrame>,
     pub thresholds: ThresholdReport,
+    /// Per `[[recursion]]` annotation: the cycles it bounds.
+    #[serde(default)]
+    pub recursion: Vec<RecursionReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecursionReport {
+    pub image: String,
+    /// The annotation's function globs and depth, as configured.
+    pub annotation: Vec<String>,
+    pub max_depth: u64,
+    /// One entry per strongly connected component it applies to (empty:
+    /// the annotation bounds no cycle).
+    pub components: Vec<RecursionUse>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +63,12 @@ pub struct ImageReport {
     pub vtables: usize,
     pub address_taken: usize,
     pub indirect_sites: IndirectReport,
+    /// Functions in the largest strongly connected component of the graph.
+    #[serde(default)]
+    pub largest_scc: usize,
+    /// Candidate sets of unannotated indirect calls: label and size.
+    #[serde(default)]
+    pub candidate_sets: Vec<(String, usize)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -236,6 +256,7 @@ pub fn run_with(
             large_move: cfg.thresholds.large_move,
             large_frame: cfg.thresholds.large_frame,
         },
+        recursion: Vec::new(),
     };
     for (name, path) in paths {
         let data = read_file(path)?;
@@ -286,7 +307,24 @@ fn image_report(
         vtables: a.graph.vtables_found,
         address_taken: a.graph.address_taken.len(),
         indirect_sites: (&b.indirect).into(),
+        largest_scc: b.largest_scc,
+        candidate_sets: b.candidate_sets.clone(),
     });
+    for (ri, r) in cfg.recursion.iter().enumerate() {
+        if Config::image_matches(&r.image, name) {
+            report.recursion.push(RecursionReport {
+                image: name.into(),
+                annotation: r.functions.clone(),
+                max_depth: r.max_depth,
+                components: b
+                    .recursion_uses
+                    .iter()
+                    .filter(|u| u.annotation == ri)
+                    .cloned()
+                    .collect(),
+            });
+        }
+    }
 
     // Large moves and frames.
     for m in &a.graph.moves {
@@ -409,7 +447,7 @@ fn image_report(
         let mut issues = issues.clone();
         if own_v.is_some() && bound_total.is_none() {
             issues.push(Issue {
-                kind: "nested-unbounded".into(),
+                kind: IssueKind::NestedUnbounded,
                 function: e.symbol.clone(),
                 address: String::new(),
                 detail: format!(
@@ -575,4 +613,38 @@ fn fill_site(step: &mut PathStep, e: &bound::Edge) {
     step.site_depth = Some(e.depth);
     step.kind = Some(kind_name(e.kind));
     step.resolution = Some(res_name(e.how));
+}
+
+/// Text for `check`: per `[[recursion]]` annotation, the cycles it bounds,
+/// so a reviewer sees what it covers.
+pub fn recursion_summary(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for a in &r.recursion {
+        let _ = writeln!(
+            s,
+            "recursion {} {:?} max_depth {}:",
+            a.image, a.annotation, a.max_depth
+        );
+        if a.components.is_empty() {
+            let _ = writeln!(s, "    bounds no cycle");
+        }
+        for c in &a.components {
+            let _ = writeln!(
+                s,
+                "    component of {} function(s){}; names {}",
+                c.component_size,
+                if c.covers_component {
+                    ""
+                } else {
+                    " (NOT covered: a cycle avoids every annotation)"
+                },
+                c.functions.join(", ")
+            );
+            for cy in &c.cycles {
+                let _ = writeln!(s, "      cycle: {}", cy.join(" -> "));
+            }
+        }
+    }
+    s
 }

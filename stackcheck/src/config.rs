@@ -132,8 +132,15 @@ pub struct RecursionCfg {
     /// Members of the recursive cycle (globs on raw or demangled names); an
     /// annotation applies to every cycle containing a matching function.
     pub functions: Vec<String>,
-    /// Maximum number of simultaneously active frames of the cycle.
+    /// Maximum number of simultaneously active frames of the named
+    /// functions (together).
     pub max_depth: u64,
+    /// Guarded re-entry: when a named function is entered while an
+    /// activation of it is already live, it calls only these functions
+    /// (globs), e.g. a panic handler whose nested-panic path only writes a
+    /// fixed line. Absent: every call is possible on re-entry too.
+    #[serde(default)]
+    pub reentry: Option<Vec<String>>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -149,9 +156,17 @@ pub struct IndirectCfg {
     /// without it the annotation covers every indirect call in the caller.
     #[serde(default)]
     pub offset: Option<u64>,
-    /// Possible callees (globs). Empty: the call never happens (or runs
-    /// on another stack, checked as its own entry).
+    /// Possible callees (globs). Empty (and no `trait`): the call never
+    /// happens (or runs on another stack, checked as its own entry).
+    #[serde(default)]
     pub targets: Vec<String>,
+    /// The traits of the `dyn` objects called through (`call
+    /// [vtable+disp]`): the callees are the functions at `disp` of those
+    /// traits' vtables (and of vtables whose trait is unknown), plus
+    /// `targets`. Other indirect calls of the caller get `targets` only
+    /// (and are unresolved when it is empty).
+    #[serde(default)]
+    pub traits: Vec<String>,
     /// Functions (globs) removed from `targets`.
     #[serde(default)]
     pub exclude: Vec<String>,

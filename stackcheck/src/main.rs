@@ -343,6 +343,7 @@ fn check(input: &Input, path_locations: bool) -> Result<(Report, bool)> {
 }
 
 fn print_summary(r: &Report) {
+    print!("{}", analysis::recursion_summary(r));
     for e in &r.entries {
         let bound = e
             .bound

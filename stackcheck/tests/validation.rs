@@ -10,37 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use object::{Object, ObjectSection};
 use stackcheck::analysis::{self, Status};
 use stackcheck::config::Config;
 use stackcheck::graph::FrameSource;
-
-/// Parse `.stack_sizes`: (u64 address, ULEB128 size) pairs.
-fn stack_sizes(data: &[u8]) -> BTreeMap<u64, u64> {
-    let file = object::File::parse(data).expect("parse fixture");
-    let sec = file
-        .section_by_name(".stack_sizes")
-        .expect("fixture has .stack_sizes");
-    let b = sec.data().expect("section data");
-    let mut out = BTreeMap::new();
-    let mut p = 0;
-    while p + 8 <= b.len() {
-        let addr = u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
-        p += 8;
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let c = b[p];
-            p += 1;
-            v |= u64::from(c & 0x7f) << shift;
-            shift += 7;
-            if c < 0x80 {
-                break;
-            }
-        }
-        out.insert(addr, v);
-    }
-    out
-}
 
 fn build_rust_fixture(unwind: bool) -> PathBuf {
     let variant = if unwind { "cfi" } else { "nocfi" };

@@ -10,6 +10,7 @@
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use core::arch::{asm, global_asm};
 use svsm_bootdefs::{BootInfo, ExitCode, layout};
@@ -32,7 +33,7 @@ global_asm!(
     main = sym stage2_main,
 );
 
-const COM1: u16 = 0x3f8;
+use svsm_defs::uart::{COM1, LSR, LSR_THR_EMPTY};
 
 fn outb(port: u16, val: u8) {
     // SAFETY: port I/O to the legacy UART and the debug-exit device only.
@@ -48,7 +49,7 @@ fn inb(port: u16) -> u8 {
 
 fn putc(c: u8) {
     // Wait for the transmitter holding register to be empty.
-    while inb(COM1 + 5) & 0x20 == 0 {}
+    while inb(COM1 + LSR) & LSR_THR_EMPTY == 0 {}
     outb(COM1, c);
 }
 

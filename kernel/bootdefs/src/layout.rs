@@ -55,10 +55,6 @@ pub const DEFAULT_GUEST_RAM: u64 = 512 << 20;
 pub const ROM_WINDOW_START: u64 = 0xffe0_0000;
 pub const ROM_WINDOW_END: u64 = 0x1_0000_0000;
 
-/// Selectors of the GDT igvm-build places in the boot-info page area.
-pub const GDT_KERNEL_CS: u16 = 0x08;
-pub const GDT_KERNEL_DS: u16 = 0x10;
-
 pub const fn align_up(v: u64, a: u64) -> u64 {
     (v + a - 1) & !(a - 1)
 }

@@ -12,7 +12,6 @@ extern crate alloc;
 pub mod config;
 pub mod layout;
 pub mod memmap;
-pub mod pagetable;
 pub mod symtab;
 
 pub use igvm_defs::IGVM_VHS_MEMORY_MAP_ENTRY as MemoryMapEntry;
@@ -21,7 +20,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `BootInfo::magic`: "SVSMBOOT" little-endian.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"SVSMBOOT");
 /// Bumped whenever `BootInfo` changes shape.
-pub const BOOT_INFO_VERSION: u32 = 1;
+pub const BOOT_INFO_VERSION: u32 = 2;
 
 /// The platform the image was packaged for.
 #[repr(u32)]
@@ -103,6 +102,10 @@ pub struct BootInfo {
     /// GNU build id of the kernel ELF (first 20 bytes, zero padded).
     pub build_id: [u8; 20],
     pub build_id_len: u32,
+    /// Compact unwind table of the kernel (svsm-unwinder's `table` format),
+    /// mapped read-only right after the symbol table; size 0 if absent.
+    pub unwind_virt: u64,
+    pub unwind_size: u64,
 }
 
 impl BootInfo {

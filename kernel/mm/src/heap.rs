@@ -11,7 +11,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
-use crate::spin::SpinLock;
+use spin::Mutex as SpinLock;
 
 /// Page size of the page source.
 pub const PAGE_SIZE: usize = 4096;

@@ -1,33 +1,10 @@
-//! GDT and TSS. One GDT+TSS pair per CPU, living in the per-CPU area.
+//! The GDT and TSS of a CPU: the flat kernel code and data descriptors
+//! (from `svsm-defs`) and the TSS descriptor with the IST stacks.
 
-use core::arch::asm;
-use core::mem::size_of;
+use core::cell::UnsafeCell;
+use svsm_defs::desc::{SegmentDescriptor, Tss, tss_descriptor};
 
-pub const KERNEL_CS: u16 = 0x08;
-pub const KERNEL_DS: u16 = 0x10;
-pub const TSS_SEL: u16 = 0x18;
-
-/// IST slots (1-based in the IDT, 0-based in `Tss::ist`).
-pub const IST_DOUBLE_FAULT: u8 = 1;
-pub const IST_PAGE_FAULT: u8 = 2;
-pub const IST_NMI: u8 = 3;
-pub const IST_MACHINE_CHECK: u8 = 4;
-
-#[repr(C, packed(4))]
-#[derive(Default)]
-pub struct Tss {
-    _reserved0: u32,
-    pub rsp: [u64; 3],
-    _reserved1: u64,
-    pub ist: [u64; 7],
-    _reserved2: u64,
-    _reserved3: u16,
-    pub iomap_base: u16,
-}
-
-/// Descriptors have the accessed bit preset (KVM otherwise tries to write it).
-const CODE64: u64 = 0x00af_9b00_0000_ffff;
-const DATA: u64 = 0x00cf_9300_0000_ffff;
+pub use svsm_defs::desc::{KERNEL_CS, KERNEL_DS, TSS_SEL};
 
 #[repr(C, align(16))]
 pub struct Gdt {
@@ -37,47 +14,21 @@ pub struct Gdt {
 impl Gdt {
     pub const fn new() -> Self {
         Self {
-            entries: [0, CODE64, DATA, 0, 0],
+            entries: [
+                SegmentDescriptor::NULL.bits(),
+                SegmentDescriptor::CODE64.bits(),
+                SegmentDescriptor::DATA.bits(),
+                0,
+                0,
+            ],
         }
     }
 
-    fn set_tss(&mut self, tss: &Tss) {
-        let base = tss as *const Tss as u64;
-        let limit = (size_of::<Tss>() - 1) as u64;
-        let low = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89u64 << 40) // present, 64-bit available TSS
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        self.entries[3] = low;
-        self.entries[4] = base >> 32;
-    }
-
-    /// Loads this GDT and the TSS, and reloads the segment registers.
-    pub fn load(&'static mut self, tss: &'static Tss) {
-        self.set_tss(tss);
-        let ptr = super::DescriptorTablePointer::of(self);
-        // SAFETY: the GDT and TSS are 'static; the selectors name valid
-        // descriptors in it; the far return reloads CS with the code selector.
-        unsafe {
-            asm!(
-                "lgdt [{ptr}]",
-                "mov ds, {ds:x}",
-                "mov es, {ds:x}",
-                "mov ss, {ds:x}",
-                "push {cs}",
-                "lea {tmp}, [rip + 2f]",
-                "push {tmp}",
-                "retfq",
-                "2:",
-                "ltr {tss:x}",
-                ptr = in(reg) &ptr,
-                ds = in(reg) KERNEL_DS as u64,
-                cs = in(reg) KERNEL_CS as u64,
-                tss = in(reg) TSS_SEL as u64,
-                tmp = out(reg) _,
-            )
-        };
+    /// Points the TSS descriptor (`TSS_SEL`) at the TSS at `tss_base`.
+    fn set_tss(&mut self, tss_base: u64) {
+        let [lo, hi] = tss_descriptor(tss_base);
+        self.entries[(TSS_SEL / 8) as usize] = lo;
+        self.entries[(TSS_SEL / 8) as usize + 1] = hi;
     }
 }
 
@@ -85,4 +36,58 @@ impl Default for Gdt {
     fn default() -> Self {
         Self::new()
     }
+}
+
+// The selectors index the entries above.
+const _: () = {
+    assert!(KERNEL_CS == 8 && KERNEL_DS == 16 && TSS_SEL == 24);
+};
+
+/// The boot CPU's GDT and TSS.
+struct Tables {
+    gdt: Gdt,
+    tss: Tss,
+}
+
+struct TablesCell(UnsafeCell<Tables>);
+// SAFETY: only CPU 0 touches its tables: once in `load_bsp`, then only the
+// IST slot stores of `set_ist`.
+unsafe impl Sync for TablesCell {}
+
+static BSP_TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
+    gdt: Gdt::new(),
+    tss: Tss::new(),
+}));
+
+/// Loads the boot CPU's GDT and TSS (its IST slots still empty: `set_ist`
+/// fills them once the IST stacks exist).
+///
+/// # Safety
+/// Runs once, on CPU 0, before anything else uses its tables.
+pub unsafe fn load_bsp() {
+    // SAFETY: first and only mutable use of the GDT (the caller's obligation).
+    let t: &'static mut Tables = unsafe { &mut *BSP_TABLES.0.get() };
+    let tss_base = core::ptr::from_ref(&t.tss) as u64;
+    t.gdt.set_tss(tss_base);
+    let gdt: &'static Gdt = &t.gdt;
+    // SAFETY: the GDT and TSS are 'static; the GDT holds the flat code and
+    // data descriptors at KERNEL_CS / KERNEL_DS and the TSS at TSS_SEL; the
+    // TSS's IST slots are all 0 (no gate names one yet).
+    unsafe { crate::arch::desc::load_gdt(gdt) };
+}
+
+/// Points IST slot `slot` (1-based) of CPU 0 at `top`; returns the old value.
+///
+/// # Safety
+/// `top` is the top of a mapped stack reserved for the slot's vectors, or
+/// the caller means the next exception on that slot to fail its delivery.
+pub unsafe fn set_ist(slot: u8, top: u64) -> u64 {
+    let ist = (slot as usize).checked_sub(1).filter(|&i| i < 7);
+    let Some(i) = ist else { return 0 };
+    // SAFETY: single CPU; the CPU reads the TSS only at exception entry,
+    // and an aligned 8-byte store is atomic with respect to that.
+    let tss = unsafe { &mut (*BSP_TABLES.0.get()).tss };
+    let old = tss.ist[i];
+    tss.ist[i] = top;
+    old
 }

@@ -1,66 +1,44 @@
 //! The IDT: one interrupt gate per exception vector, each pointing at its
-//! entry stub in `exceptions`, with IST stacks for #DF, #PF, NMI and #MC.
+//! entry stub in `arch::entry`. The early IDT runs every vector on the
+//! interrupted stack (before the IST stacks exist); the full IDT sends #DF,
+//! #PF, NMI and #MC to their IST stacks.
 
-use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, KERNEL_CS};
-use core::arch::asm;
+use crate::arch::entry::stub_address;
 use spin::Once;
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Gate {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    type_attr: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
-impl Gate {
-    fn interrupt(handler: u64, ist: u8) -> Self {
-        Self {
-            offset_low: handler as u16,
-            selector: KERNEL_CS,
-            ist,
-            type_attr: 0x8e, // present, DPL0, 64-bit interrupt gate
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        }
-    }
-}
-
-pub const NUM_VECTORS: usize = 32;
+use svsm_defs::desc::Gate;
+use svsm_kernel::vectors::{NUM_VECTORS, gates};
 
 #[repr(C, align(16))]
 struct Idt {
     gates: [Gate; NUM_VECTORS],
 }
 
+static EARLY_IDT: Once<Idt> = Once::new();
 static IDT: Once<Idt> = Once::new();
 
-/// Which IST slot a vector uses (0 = the interrupted stack).
-pub fn ist_for_vector(vector: usize) -> u8 {
-    match vector {
-        2 => IST_NMI,
-        8 => IST_DOUBLE_FAULT,
-        14 => IST_PAGE_FAULT,
-        18 => IST_MACHINE_CHECK,
-        _ => 0,
-    }
+/// Loads the early IDT (no IST stacks) on this CPU.
+///
+/// # Safety
+/// The kernel GDT (with `KERNEL_CS`) is loaded on this CPU.
+pub unsafe fn load_early() {
+    let idt = EARLY_IDT.call_once(|| Idt {
+        gates: gates(stub_address, false),
+    });
+    // SAFETY: the IDT is 'static, every gate points at the entry stub of its
+    // vector on the interrupted stack; the caller loaded the GDT.
+    unsafe { crate::arch::desc::load_idt(idt) };
 }
 
-/// Builds the IDT once and loads it on this CPU.
-pub fn load() {
-    let idt = IDT.call_once(|| {
-        let mut gates = [Gate::default(); NUM_VECTORS];
-        for (v, gate) in gates.iter_mut().enumerate() {
-            *gate = Gate::interrupt(super::exceptions::stub_address(v), ist_for_vector(v));
-        }
-        Idt { gates }
+/// Loads the full IDT on this CPU.
+///
+/// # Safety
+/// The kernel GDT is loaded and the TSS's IST slots for NMI, #DF, #PF and
+/// #MC hold the tops of mapped IST stacks.
+pub unsafe fn load() {
+    let idt = IDT.call_once(|| Idt {
+        gates: gates(stub_address, true),
     });
-    let ptr = super::DescriptorTablePointer::of(idt);
-    // SAFETY: the IDT is 'static and every gate points at a valid entry stub.
-    unsafe { asm!("lidt [{}]", in(reg) &ptr, options(nostack, preserves_flags)) };
+    // SAFETY: the IDT is 'static, every gate points at the entry stub of its
+    // vector; the caller loaded the GDT and the IST stacks.
+    unsafe { crate::arch::desc::load_idt(idt) };
 }

@@ -1,7 +1,10 @@
-//! Per-CPU area, reachable through GS base. Each CPU owns its GDT, TSS and
-//! fault-nesting state; everything else is shared.
+//! Per-CPU area, reachable through GS base: the CPU's id, its current task
+//! and its fault-nesting state. (The boot CPU's GDT and TSS are statics of
+//! `cpu::gdt`; everything else is shared.)
 
+use crate::arch::x86::{read_gs_base, wrmsr};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use svsm_defs::msr;
 
 pub const MAX_CPUS: usize = 1;
 /// Value of `current_task` when no task runs (the boot context).
@@ -39,12 +42,14 @@ pub fn init(cpu: usize) {
     let pc = &PERCPU[cpu];
     pc.self_ptr
         .store(pc as *const PerCpu as u64, Ordering::Relaxed);
-    super::wrmsr(super::MSR_GS_BASE, pc as *const PerCpu as u64);
+    // SAFETY: GS_BASE exists on every x86-64 CPU; it now names this CPU's
+    // static per-CPU area, which is all `this_cpu` expects of it.
+    unsafe { wrmsr(msr::GS_BASE, pc as *const PerCpu as u64) };
 }
 
 /// This CPU's area. Before `init` ran, CPU 0's.
 pub fn this_cpu() -> &'static PerCpu {
-    let gs = super::rdmsr(super::MSR_GS_BASE);
+    let gs = read_gs_base();
     PERCPU
         .iter()
         .find(|p| core::ptr::from_ref::<PerCpu>(p) as u64 == gs)

@@ -2,6 +2,7 @@
 
 use spin::Mutex;
 use svsm_bootdefs::layout::{PAGE_SIZE, phys_to_virt};
+use svsm_defs::PhysAddr;
 use svsm_mm::FrameAllocator;
 
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
@@ -16,21 +17,21 @@ fn zero(pa: u64, count: usize) {
 }
 
 /// Allocates one zeroed 4 KiB frame.
-pub fn alloc_frame() -> Option<u64> {
+pub fn alloc_frame() -> Option<PhysAddr> {
     let pa = FRAMES.lock().alloc().ok()?;
     zero(pa, 1);
-    Some(pa)
+    Some(PhysAddr::new(pa))
 }
 
 /// Allocates `count` physically contiguous zeroed frames.
-pub fn alloc_frames(count: usize) -> Option<u64> {
+pub fn alloc_frames(count: usize) -> Option<PhysAddr> {
     let pa = FRAMES.lock().alloc_contiguous(count, PAGE_SIZE).ok()?;
     zero(pa, count);
-    Some(pa)
+    Some(PhysAddr::new(pa))
 }
 
-pub fn free_frames(pa: u64, count: usize) {
-    if let Err(e) = FRAMES.lock().free_contiguous(pa, count) {
+pub fn free_frames(pa: PhysAddr, count: usize) {
+    if let Err(e) = FRAMES.lock().free_contiguous(pa.as_u64(), count) {
         log::error!("frame free failed: {e}");
     }
 }

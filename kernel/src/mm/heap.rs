@@ -3,6 +3,7 @@
 use super::frames;
 use core::ptr::NonNull;
 use svsm_bootdefs::layout::{DIRECT_MAP_BASE, phys_to_virt};
+use svsm_defs::PhysAddr;
 
 pub struct KernelPages;
 
@@ -11,11 +12,11 @@ pub struct KernelPages;
 unsafe impl svsm_mm::PageSource for KernelPages {
     fn alloc_pages(&self, count: usize) -> Option<NonNull<u8>> {
         let pa = frames::alloc_frames(count)?;
-        NonNull::new(phys_to_virt(pa) as *mut u8)
+        NonNull::new(phys_to_virt(pa.as_u64()) as *mut u8)
     }
 
     unsafe fn free_pages(&self, ptr: NonNull<u8>, count: usize) {
-        frames::free_frames(ptr.as_ptr() as u64 - DIRECT_MAP_BASE, count);
+        frames::free_frames(PhysAddr::new(ptr.as_ptr() as u64 - DIRECT_MAP_BASE), count);
     }
 }
 

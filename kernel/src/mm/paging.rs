@@ -1,14 +1,20 @@
 //! Run-time page-table edits. The tables igvm-build built are adopted as they
-//! are; every table page is reached through the direct map.
+//! are; every table page is reached through the direct map. Entries of
+//! SVSM-owned pages carry the platform's encryption bit (the SNP C-bit;
+//! nothing natively), set once at boot with `init`.
 
-use crate::cpu;
+use crate::arch::x86::{flush_tlb_all, invlpg, read_cr3};
+use spin::{Mutex, Once};
 use svsm_bootdefs::layout::{PAGE_SIZE, phys_to_virt};
+use svsm_defs::paging::{PageEncryption, index};
+use svsm_defs::{PhysAddr, VirtAddr};
 
-use svsm_bootdefs::pagetable::{ADDR_MASK, HUGE, index};
-pub use svsm_bootdefs::pagetable::{NO_EXECUTE, PRESENT, WRITABLE};
+pub use svsm_defs::paging::PteFlags;
 
 /// Leaf flags for kernel data (stacks, heap): present, writable, NX.
-pub const DATA_RW: u64 = PRESENT | WRITABLE | NO_EXECUTE;
+pub const DATA_RW: PteFlags = PteFlags::PRESENT
+    .union(PteFlags::WRITABLE)
+    .union(PteFlags::NO_EXECUTE);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -18,71 +24,121 @@ pub enum MapError {
     LargePage,
 }
 
-fn table(pa: u64) -> &'static mut [u64; 512] {
-    // SAFETY: `pa` is a page-table page owned by the kernel; the direct map
-    // covers it. Callers serialise table edits (single CPU, interrupts off).
+static ENCRYPTION: Once<PageEncryption> = Once::new();
+/// Serialises every table edit.
+static EDIT: Mutex<()> = Mutex::new(());
+
+/// Sets the platform's encryption bits for every later entry (once, at boot).
+pub fn init(enc: PageEncryption) {
+    ENCRYPTION.call_once(|| enc);
+}
+
+fn encryption() -> PageEncryption {
+    *ENCRYPTION
+        .get()
+        .expect("paging::init runs before any page-table access")
+}
+
+fn root() -> u64 {
+    encryption().strip(read_cr3())
+}
+
+/// The table page at physical address `pa`.
+///
+/// # Safety
+/// `pa` is a page-table page of the active tables (reached from CR3), and
+/// the caller holds `EDIT` when it writes through the result.
+unsafe fn table(pa: u64) -> &'static mut [u64; 512] {
+    // SAFETY: the caller's obligations; the direct map covers every table page.
     unsafe { &mut *(phys_to_virt(pa) as *mut [u64; 512]) }
 }
 
-/// Maps one 4 KiB page. `alloc_table` returns a zeroed physical page.
-pub fn map_page(
-    va: u64,
-    pa: u64,
-    flags: u64,
-    alloc_table: &mut dyn FnMut() -> Option<u64>,
+/// Maps the 4 KiB page at `va` to `pa` with `flags` (plus the platform's
+/// encryption bit). `alloc_table` returns a zeroed physical page for a
+/// missing intermediate table.
+///
+/// # Safety
+/// `va` lies in a range the caller reserved (nothing else maps it or holds
+/// a reference into it), and the caller owns the frame `pa` exclusively.
+pub unsafe fn map_page(
+    va: VirtAddr,
+    pa: PhysAddr,
+    flags: PteFlags,
+    alloc_table: &mut dyn FnMut() -> Option<PhysAddr>,
 ) -> Result<(), MapError> {
-    let mut t = table(cpu::read_cr3() & ADDR_MASK);
+    let enc = encryption();
+    let _edit = EDIT.lock();
+    let va = va.as_u64();
+    // SAFETY: CR3 names the active PML4; EDIT is held.
+    let mut t = unsafe { table(root()) };
     for level in (1..4).rev() {
         let e = &mut t[index(va, level)];
-        if *e & PRESENT == 0 {
-            let new = alloc_table().ok_or(MapError::OutOfMemory)?;
-            table(new).fill(0);
-            *e = new | PRESENT | WRITABLE;
-        } else if *e & HUGE != 0 {
+        if *e & PteFlags::PRESENT.bits() == 0 {
+            let new = alloc_table().ok_or(MapError::OutOfMemory)?.as_u64();
+            // SAFETY: `new` is a fresh page that becomes a table right here.
+            let fresh = unsafe { table(new) };
+            fresh.fill(0);
+            *e = new | enc.private_bits() | (PteFlags::PRESENT | PteFlags::WRITABLE).bits();
+        } else if *e & PteFlags::HUGE.bits() != 0 {
             return Err(MapError::LargePage);
         }
-        let next = *e & ADDR_MASK;
-        t = table(next);
+        // SAFETY: a present non-leaf entry names a table page; EDIT is held.
+        t = unsafe { table(enc.strip(*e)) };
     }
     let e = &mut t[index(va, 0)];
-    if *e & PRESENT != 0 {
+    if *e & PteFlags::PRESENT.bits() != 0 {
         return Err(MapError::AlreadyMapped);
     }
-    *e = (pa & ADDR_MASK) | flags;
-    cpu::invlpg(va);
+    *e = enc.strip(pa.as_u64()) | enc.private_bits() | flags.bits();
+    invlpg(va);
     Ok(())
 }
 
-/// Unmaps one 4 KiB page; returns the physical address it mapped.
-pub fn unmap_page(va: u64) -> Option<u64> {
-    let mut t = table(cpu::read_cr3() & ADDR_MASK);
+/// Unmaps the 4 KiB page at `va`; returns the frame it mapped.
+///
+/// # Safety
+/// Nothing references the page any more (the caller owns the range).
+pub unsafe fn unmap_page(va: VirtAddr) -> Option<PhysAddr> {
+    let enc = encryption();
+    let _edit = EDIT.lock();
+    let va = va.as_u64();
+    // SAFETY: CR3 names the active PML4; EDIT is held.
+    let mut t = unsafe { table(root()) };
     for level in (1..4).rev() {
         let e = t[index(va, level)];
-        if e & PRESENT == 0 || e & HUGE != 0 {
+        if e & PteFlags::PRESENT.bits() == 0 || e & PteFlags::HUGE.bits() != 0 {
             return None;
         }
-        t = table(e & ADDR_MASK);
+        // SAFETY: a present non-leaf entry names a table page; EDIT is held.
+        t = unsafe { table(enc.strip(e)) };
     }
     let e = &mut t[index(va, 0)];
-    if *e & PRESENT == 0 {
+    if *e & PteFlags::PRESENT.bits() == 0 {
         return None;
     }
-    let pa = *e & ADDR_MASK;
+    let pa = enc.strip(*e);
     *e = 0;
-    cpu::invlpg(va);
-    Some(pa)
+    invlpg(va);
+    Some(PhysAddr::new(pa))
 }
 
-/// Translates `va` to (physical address, leaf flags).
-pub fn translate(va: u64) -> Option<(u64, u64)> {
-    svsm_bootdefs::pagetable::translate(cpu::read_cr3(), va, |t, i| Some(table(t)[i]))
+/// Translates `va` to (physical address, leaf flags). Reads only; safe on
+/// fault paths (it takes no lock).
+pub fn translate(va: VirtAddr) -> Option<(PhysAddr, PteFlags)> {
+    svsm_defs::paging::translate(read_cr3(), va.as_u64(), encryption(), |t, i| {
+        let entry = (phys_to_virt(t) as *const u64).wrapping_add(i);
+        // SAFETY: the walk reads entries (i < 512) of table pages reached
+        // from CR3, through the direct map; a volatile read takes no reference.
+        Some(unsafe { entry.read_volatile() })
+    })
+    .map(|(pa, f)| (PhysAddr::new(pa), f))
 }
 
 /// Whether every byte of [va, va+len) is mapped.
-pub fn is_mapped(va: u64, len: u64) -> bool {
-    let mut p = va & !(PAGE_SIZE - 1);
-    while p < va.saturating_add(len) {
-        if translate(p).is_none() {
+pub fn is_mapped(va: VirtAddr, len: u64) -> bool {
+    let mut p = va.align_down(PAGE_SIZE).as_u64();
+    while p < va.as_u64().saturating_add(len) {
+        if translate(VirtAddr::new(p)).is_none() {
             return false;
         }
         p += PAGE_SIZE;
@@ -91,7 +147,13 @@ pub fn is_mapped(va: u64, len: u64) -> bool {
 }
 
 /// Drops the low identity map that stage2 and the reset ROM needed.
-pub fn drop_identity_map() {
-    table(cpu::read_cr3() & ADDR_MASK)[0] = 0;
-    cpu::flush_tlb_all();
+///
+/// # Safety
+/// Nothing runs from or references the identity-mapped low memory any more.
+pub unsafe fn drop_identity_map() {
+    let _edit = EDIT.lock();
+    // SAFETY: CR3 names the active PML4; EDIT is held.
+    let pml4 = unsafe { table(root()) };
+    pml4[0] = 0;
+    flush_tlb_all();
 }

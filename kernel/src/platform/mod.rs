@@ -8,8 +8,12 @@
 
 pub mod native;
 
-use crate::io::IoPort;
+use crate::arch::io::IoPort;
+use crate::arch::x86::CpuidResult;
+use spin::Once;
 use svsm_bootdefs::{ExitCode, PlatformKind};
+use svsm_defs::paging::PageEncryption;
+use svsm_kernel::platform_choice::{self, Implementation, PlatformRefused};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlatformError {
@@ -37,6 +41,14 @@ pub trait SvsmPlatform: Sync {
     /// Port I/O as the platform provides it (direct, or emulated via GHCB/TDVMCALL).
     fn io(&self) -> &'static dyn IoPort;
 
+    /// CPUID as the platform provides it (the instruction natively; the
+    /// checked CPUID page on SNP, where the instruction traps).
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult;
+
+    /// The encryption bits of page-table entries (the SNP C-bit, the TDX
+    /// shared bit; none natively).
+    fn page_encryption(&self) -> PageEncryption;
+
     /// Validates or invalidates the 4 KiB-aligned guest-physical range.
     fn validate_pages(
         &self,
@@ -58,9 +70,28 @@ pub trait SvsmPlatform: Sync {
 }
 
 static NATIVE: native::NativePlatform = native::NativePlatform;
+static CHOSEN: Once<&'static dyn SvsmPlatform> = Once::new();
 
-/// The platform this image runs on, as packaged by igvm-build.
+/// Chooses the implementation for the boot info's platform value (the IGVM
+/// platform igvm-build packaged for), once, at boot. A platform without an
+/// implementation here is refused, never run as another one.
+pub fn choose(platform: u32) -> Result<&'static dyn SvsmPlatform, PlatformRefused> {
+    let p: &'static dyn SvsmPlatform = match platform_choice::choose(platform)? {
+        Implementation::Native => &NATIVE,
+    };
+    Ok(*CHOSEN.call_once(|| p))
+}
+
+/// The platform chosen at boot. Before the choice, only a boot failure
+/// report can run (the boot info names no usable platform); it goes through
+/// the native console and exit port, which reach the host on the native
+/// platform. On SNP or TDX hardware that port I/O traps (#VC/#VE) into the
+/// early exception handler instead, and the boot stops there.
 pub fn platform() -> &'static dyn SvsmPlatform {
-    // SNP and TDX select their implementation here from the boot info.
-    &NATIVE
+    CHOSEN.get().copied().unwrap_or(&NATIVE)
+}
+
+/// Ends the SVSM through the platform (isa-debug-exit natively).
+pub fn shutdown(code: ExitCode) -> ! {
+    platform().shutdown(code)
 }

@@ -1,8 +1,10 @@
 //! Native platform: plain QEMU/KVM without memory encryption.
 
 use super::{PageValidation, PlatformError, SvsmPlatform};
-use crate::io::{DirectIo, IoPort};
+use crate::arch::io::{DirectIo, IoPort};
+use crate::arch::x86::CpuidResult;
 use svsm_bootdefs::{DEBUG_EXIT_PORT, ExitCode, PlatformKind, layout::PAGE_SIZE};
+use svsm_defs::paging::PageEncryption;
 
 pub struct NativePlatform;
 
@@ -15,6 +17,14 @@ impl SvsmPlatform for NativePlatform {
 
     fn io(&self) -> &'static dyn IoPort {
         &DIRECT_IO
+    }
+
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+        crate::arch::x86::cpuid(leaf, subleaf)
+    }
+
+    fn page_encryption(&self) -> PageEncryption {
+        PageEncryption::NONE
     }
 
     fn validate_pages(
@@ -40,8 +50,10 @@ impl SvsmPlatform for NativePlatform {
     }
 
     fn shutdown(&self, code: ExitCode) -> ! {
-        DIRECT_IO.outl(DEBUG_EXIT_PORT, code as u32);
+        // SAFETY: the isa-debug-exit port belongs to the platform; writing it
+        // ends the VM.
+        unsafe { DIRECT_IO.outl(DEBUG_EXIT_PORT, code as u32) };
         // Without isa-debug-exit (real hardware) we simply stop.
-        crate::cpu::halt_forever()
+        crate::arch::x86::halt_forever()
     }
 }

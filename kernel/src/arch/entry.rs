@@ -1,7 +1,11 @@
 //! Exception entry stubs (with hand-written CFI so the unwinder can walk
-//! from a handler back into the interrupted code) and the Rust dispatcher.
+//! from a handler back into the interrupted code): they save the registers
+//! into an `ExceptionFrame`, call `svsm_exception_dispatch` (`fault.rs`,
+//! reached by symbol: control flows up here, imports do not) and return
+//! with IRETQ.
 
 use core::arch::global_asm;
+use svsm_kernel::vectors::NUM_VECTORS;
 
 /// Register state saved by `svsm_exc_common`, lowest address first.
 #[repr(C)]
@@ -184,60 +188,11 @@ svsm_exc_table:
 );
 
 unsafe extern "C" {
-    static svsm_exc_table: [u64; super::idt::NUM_VECTORS];
+    static svsm_exc_table: [u64; NUM_VECTORS];
 }
 
-/// Address of the entry stub of `vector`.
+/// Address of the entry stub of `vector` (`vector < NUM_VECTORS`).
 pub fn stub_address(vector: usize) -> u64 {
     // SAFETY: the table is immutable data emitted above, with NUM_VECTORS entries.
     unsafe { svsm_exc_table[vector] }
-}
-
-pub const VECTOR_NAMES: [&str; 32] = [
-    "#DE divide error",
-    "#DB debug",
-    "NMI",
-    "#BP breakpoint",
-    "#OF overflow",
-    "#BR bound range",
-    "#UD invalid opcode",
-    "#NM device not available",
-    "#DF double fault",
-    "coprocessor segment overrun",
-    "#TS invalid TSS",
-    "#NP segment not present",
-    "#SS stack-segment fault",
-    "#GP general protection",
-    "#PF page fault",
-    "reserved",
-    "#MF x87 floating point",
-    "#AC alignment check",
-    "#MC machine check",
-    "#XM SIMD floating point",
-    "#VE virtualization exception",
-    "#CP control protection",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "reserved",
-    "#HV hypervisor injection",
-    "#VC VMM communication",
-    "#SX security exception",
-    "reserved",
-];
-
-pub fn vector_name(vector: u64) -> &'static str {
-    VECTOR_NAMES
-        .get(vector as usize)
-        .copied()
-        .unwrap_or("unknown")
-}
-
-/// Called by `svsm_exc_common` with the saved frame, on the stack the IDT
-/// selected for the vector.
-#[unsafe(no_mangle)]
-extern "C" fn svsm_exception_dispatch(frame: &mut ExceptionFrame) {
-    crate::fault::handle_exception(frame);
 }
