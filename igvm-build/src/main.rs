@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use igvm_build::{build, qemu};
+use igvm_build::{build, configpage, qemu};
 use std::process::ExitCode;
 
 /// Package the SVSM into an IGVM file, and run IGVM files on QEMU.
@@ -20,6 +20,9 @@ enum Cmd {
     Build(build::BuildArgs),
     /// Print layout facts about a stage2/kernel pair (stage2 flat size, kernel size).
     Info(build::InfoArgs),
+    /// Show, or write a copy with another, command line of an IGVM file's
+    /// SVSM configuration page.
+    Configure(configpage::ConfigureArgs),
     /// Run an IGVM file under QEMU (native platform).
     Run(qemu::RunArgs),
     /// Boot repeatedly and report the median time to the ready marker.
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::Build(a) => build::build(a),
         Cmd::Info(a) => build::info(a),
+        Cmd::Configure(a) => configpage::configure(a),
         Cmd::Run(a) => qemu::run(a),
         Cmd::BenchBoot(a) => qemu::bench_boot(a),
     };

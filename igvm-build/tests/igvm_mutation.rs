@@ -44,7 +44,7 @@ fn valid_igvm() -> Vec<u8> {
         build_id: None,
         cfi: None,
     };
-    let img = assemble(&stage2, &kernel).unwrap();
+    let img = assemble(&stage2, &kernel, "").unwrap();
     let mut out = Vec::new();
     to_igvm(&img).unwrap().serialize(&mut out).unwrap();
     out

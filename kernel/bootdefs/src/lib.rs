@@ -9,6 +9,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod config;
 pub mod layout;
 pub mod memmap;
 pub mod symtab;
@@ -87,7 +88,8 @@ pub struct BootInfo {
     /// stage2's stack (identity mapped, guarded on both sides).
     pub stage2_stack_bottom: u64,
     pub stage2_stack_top: u64,
-    /// IGVM COMMAND_LINE parameter area: NUL-terminated UTF-8, filled by the loader.
+    /// The command line: NUL-terminated UTF-8 of at most `cmdline_size`
+    /// bytes, inside the configuration page (`config`).
     pub cmdline_gpa: u64,
     pub cmdline_size: u64,
     /// IGVM MEMORY_MAP parameter area: `MemoryMapEntry` array, ended by a
