@@ -58,7 +58,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: igvm
 
-## setup: idempotent prerequisites (rustup target/components, QEMU, binutils).
+## setup: idempotent prerequisites (rustup target/components, QEMU, binutils,
+## and a QEMU with its own IGVM loader: upstream-qemu in igvm-build/igvm-build.mk).
 setup:
 	@rustup toolchain list | grep -q "^$(PINNED)" || rustup toolchain install $(PINNED) --profile minimal
 	@rustup target list --toolchain $(PINNED) --installed | grep -qx $(TARGET) || rustup target add --toolchain $(PINNED) $(TARGET)
@@ -77,6 +78,7 @@ setup:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 	@echo "setup: toolchain $(PINNED), target $(TARGET), $$(qemu-system-x86_64 --version | head -1)"
+	@$(MAKE) --no-print-directory upstream-qemu
 
 kernel:
 	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD)
@@ -116,10 +118,12 @@ test-host:
 
 ## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs), on the
 ## test image; the production image for the normal boot and its refusals.
-test-qemu: igvm igvm-test stackcheck-bin
+## Boots through upstream QEMU's own IGVM loader: igvm-build/tests/upstream.rs.
+test-qemu: igvm igvm-test stackcheck-bin upstream-qemu
 	SVSM_IGVM=$(abspath $(TEST_IGVM)) SVSM_PROD_IGVM=$(abspath $(IGVM)) \
 	  SVSM_KERNEL_ELF=$(abspath $(KERNEL_TEST_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
-	  $(CARGO) test -p igvm-build --test boot --test debug -- --include-ignored --test-threads=2
+	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
+	  $(CARGO) test -p igvm-build --test boot --test upstream --test debug -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \

@@ -9,13 +9,23 @@
 #   make bench-boot     median wall time from spawning QEMU to "SVSM: ready"
 #                       over BENCH_BOOT_RUNS boots of the real image (reports,
 #                       never asserts)
+#   make upstream-qemu  find, or build once into ~/.cache/svsm-qemu, a QEMU
+#                       with its own IGVM loader (igvm-cfg); `make setup` runs it
+#                       and `make test-qemu` boots through it
 
 CARGO ?= cargo
 IGVM_BUILD ?= target/debug/igvm-build
 IGVM ?= build/debug/svsm.igvm
 BENCH_BOOT_RUNS ?= 10
 
-.PHONY: test-adapter bench-boot debug
+.PHONY: test-adapter bench-boot upstream-qemu debug
+
+UPSTREAM_QEMU_SCRIPT := igvm-build/scripts/build-qemu-igvm.sh
+# The binary's path for the tests (only valid after `upstream-qemu`).
+UPSTREAM_QEMU = $$(bash $(UPSTREAM_QEMU_SCRIPT) --find)
+
+upstream-qemu:
+	@echo "upstream-qemu: $$(bash $(UPSTREAM_QEMU_SCRIPT))"
 
 # Not added to FRAGMENT_TESTS: `make test-host` (cargo test --workspace)
 # already runs these tests.

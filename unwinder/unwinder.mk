@@ -4,7 +4,7 @@ CARGO ?= cargo
 # ELF for cfi-coverage (the kernel ELF by default, if the Makefile sets it).
 UNWINDER_COVERAGE_ELF ?= $(KERNEL_ELF)
 
-.PHONY: test-unwinder bench-unwinder cfi-coverage check-unwinder-fuzz
+.PHONY: test-unwinder bench-unwinder cfi-coverage check-unwinder-fuzz unwinder-table-release
 
 # Host tests: unwinding the test binary's own stack against libgcc,
 # hand-made CFI (exception entry frames), robustness (random stacks,
@@ -26,3 +26,13 @@ cfi-coverage:
 # cargo-fuzz and RUSTC_BOOTSTRAP=1 (see unwinder/fuzz/Cargo.toml).
 check-unwinder-fuzz:
 	cd unwinder/fuzz && $(CARGO) check
+
+# The compact unwind tables of the release kernels against gimli at every
+# instruction (the debug kernels' run in the host tests via KERNEL_ELF and
+# KERNEL_TEST_ELF).
+unwinder-table-release:
+	$(MAKE) --no-print-directory RELEASE=1 kernel kernel-test
+	KERNEL_ELF=build/release/svsm-kernel KERNEL_TEST_ELF=build/release/svsm-kernel-test \
+	  $(CARGO) test -p svsm-unwinder --test tables kernel_table
+
+FRAGMENT_TESTS += unwinder-table-release

@@ -11,6 +11,7 @@ use igvm_defs::{
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use svsm_bootdefs::config;
 use svsm_bootdefs::layout::*;
 use svsm_bootdefs::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, PlatformKind};
 use svsm_defs::cr::{Cr0, Cr4, Efer, RFlags};
@@ -23,8 +24,8 @@ pub const NATIVE_COMPAT_MASK: u32 = 1;
 pub const PAGE_TABLE_POOL_PAGES: usize = 64;
 /// The GDT the VP context loads lives in the boot-info page at this offset.
 pub const GDT_OFFSET_IN_BOOT_INFO_PAGE: u64 = 0x800;
-pub const PARAM_AREA_CMDLINE: u32 = 0;
-pub const PARAM_AREA_MEMORY_MAP: u32 = 1;
+/// The one parameter area: the memory map the loader fills.
+pub const PARAM_AREA_MEMORY_MAP: u32 = 0;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BuildArgs {
@@ -37,6 +38,10 @@ pub struct BuildArgs {
     /// The IGVM file to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// The command line baked into the SVSM configuration page (measured
+    /// page data), e.g. `test=<name>`; `igvm-build configure` rewrites it.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -184,7 +189,7 @@ pub fn symbol_table(kernel: &ElfImage) -> Vec<u8> {
     svsm_bootdefs::symtab::encode(&refs)
 }
 
-pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
+pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<Image> {
     let (s2_lo, s2_hi) = stage2.span();
     if s2_lo != STAGE2_BASE {
         bail!("stage2 must be linked at {STAGE2_BASE:#x}, its first segment is at {s2_lo:#x}");
@@ -199,6 +204,9 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
         bail!("stage2 must not have writable segments");
     }
     let symtab = symbol_table(kernel);
+    let symtab_len = symtab.len() as u64;
+    let (unwind, _) = crate::unwind::kernel_table(kernel)?;
+    let (symtab, unwind_off) = crate::unwind::append_to_symtab(symtab, &unwind);
     let layout = plan(kernel, symtab.len() as u64)?;
     let mut pages = Pages::default();
     let mut pt = PageTableBuilder::new(layout.page_table_start, PAGE_TABLE_POOL_PAGES);
@@ -206,7 +214,7 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     // Identity map of the first 2 MiB, page by page: page 0 and the stage2
     // stack guards stay unmapped.
     pt.map_4k(BOOT_INFO_GPA, BOOT_INFO_GPA, Access::ReadOnly)?;
-    pt.map_4k(CMDLINE_GPA, CMDLINE_GPA, Access::ReadOnly)?;
+    pt.map_4k(CONFIG_PAGE_GPA, CONFIG_PAGE_GPA, Access::ReadOnly)?;
     pt.map_4k(MEMORY_MAP_GPA, MEMORY_MAP_GPA, Access::ReadOnly)?;
     pt.map_range(
         STAGE2_STACK_BOTTOM,
@@ -279,12 +287,16 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     bi.boot_stack_top = svsm_guards::BOOT_STACK_TOP;
     bi.stage2_stack_bottom = STAGE2_STACK_BOTTOM;
     bi.stage2_stack_top = STAGE2_STACK_TOP;
-    bi.cmdline_gpa = CMDLINE_GPA;
-    bi.cmdline_size = CMDLINE_SIZE;
+    bi.cmdline_gpa = CONFIG_PAGE_GPA + u64::from(config::CMDLINE_OFFSET);
+    bi.cmdline_size = u64::from(config::CMDLINE_CAPACITY);
     bi.memory_map_gpa = MEMORY_MAP_GPA;
     bi.memory_map_size = MEMORY_MAP_SIZE;
     bi.symtab_virt = layout.symtab_virt;
-    bi.symtab_size = symtab.len() as u64;
+    bi.symtab_size = symtab_len;
+    if !unwind.is_empty() {
+        bi.unwind_virt = layout.symtab_virt + unwind_off;
+        bi.unwind_size = unwind.len() as u64;
+    }
     if let Some(id) = &kernel.build_id {
         let n = id.len().min(bi.build_id.len());
         bi.build_id[..n].copy_from_slice(&id[..n]);
@@ -308,6 +320,8 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage) -> Result<Image> {
     for (gpa, bytes) in pt.pages() {
         pages.write(gpa, &bytes, PAGE_SIZE);
     }
+    let config_page = config::encode(cmdline).map_err(|e| anyhow::anyhow!("--cmdline: {e}"))?;
+    pages.write(CONFIG_PAGE_GPA, &config_page, PAGE_SIZE);
 
     let mut ctx = IgvmNativeVpContextX64::new_zeroed();
     ctx.rip = stage2.entry;
@@ -354,37 +368,25 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
             data: data.clone(),
         });
     }
-    for (index, gpa, size, is_cmdline) in [
-        (PARAM_AREA_CMDLINE, CMDLINE_GPA, CMDLINE_SIZE, true),
-        (
-            PARAM_AREA_MEMORY_MAP,
-            MEMORY_MAP_GPA,
-            MEMORY_MAP_SIZE,
-            false,
-        ),
-    ] {
-        d.push(IgvmDirectiveHeader::ParameterArea {
-            number_of_bytes: size,
-            parameter_area_index: index,
-            initial_data: vec![],
-        });
-        let p = IGVM_VHS_PARAMETER {
-            parameter_area_index: index,
-            byte_offset: 0,
-        };
-        d.push(if is_cmdline {
-            IgvmDirectiveHeader::CommandLine(p)
-        } else {
-            IgvmDirectiveHeader::MemoryMap(p)
-        });
-        d.push(IgvmDirectiveHeader::ParameterInsert(
-            IGVM_VHS_PARAMETER_INSERT {
-                gpa,
-                compatibility_mask: NATIVE_COMPAT_MASK,
-                parameter_area_index: index,
-            },
-        ));
-    }
+    // Only directives both loaders handle: the command line travels in the
+    // configuration page above, not in a COMMAND_LINE parameter (upstream
+    // QEMU refuses the whole file for one). See docs/qemu-adapter.md.
+    d.push(IgvmDirectiveHeader::ParameterArea {
+        number_of_bytes: MEMORY_MAP_SIZE,
+        parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        initial_data: vec![],
+    });
+    d.push(IgvmDirectiveHeader::MemoryMap(IGVM_VHS_PARAMETER {
+        parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        byte_offset: 0,
+    }));
+    d.push(IgvmDirectiveHeader::ParameterInsert(
+        IGVM_VHS_PARAMETER_INSERT {
+            gpa: MEMORY_MAP_GPA,
+            compatibility_mask: NATIVE_COMPAT_MASK,
+            parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        },
+    ));
     d.push(IgvmDirectiveHeader::X64NativeVpContext {
         compatibility_mask: NATIVE_COMPAT_MASK,
         vp_index: 0,
@@ -397,7 +399,7 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
 pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
-    let img = assemble(&stage2, &kernel)?;
+    let img = assemble(&stage2, &kernel, &a.cmdline)?;
     let file = to_igvm(&img)?;
     let mut out = Vec::new();
     file.serialize(&mut out)
@@ -473,6 +475,7 @@ mod tests {
             ],
             functions: vec![],
             build_id: None,
+            cfi: None,
         }
     }
 
@@ -490,6 +493,7 @@ mod tests {
                 name: "_ZN4core3fmt5write17h0123456789abcdefE".into(),
             }],
             build_id: Some(vec![0xab; 20]),
+            cfi: None,
         }
     }
 
@@ -550,7 +554,7 @@ mod tests {
 
     #[test]
     fn assembled_image_has_the_documented_mappings() {
-        let img = assemble(&stage2(), &kernel()).unwrap();
+        let img = assemble(&stage2(), &kernel(), "").unwrap();
         let bi = &img.boot_info;
         bi.validate().unwrap();
         assert_eq!(bi.build_id(), &[0xab; 20]);
@@ -612,12 +616,62 @@ mod tests {
         assert_eq!(back.platforms().len(), 1);
     }
 
+    /// Every directive of the file is one upstream QEMU's loader handles, and
+    /// the command line lives in the configuration page, rewritable in a copy.
+    #[test]
+    fn file_suits_upstream_qemu_and_carries_the_command_line() {
+        let img = assemble(&stage2(), &kernel(), "test=smoke").unwrap();
+        let mut bytes = Vec::new();
+        to_igvm(&img).unwrap().serialize(&mut bytes).unwrap();
+        assert_eq!(
+            crate::qemu::loaders::upstream_refusals(&bytes).unwrap(),
+            Vec::<String>::new()
+        );
+        let pages = crate::configpage::config_pages(&bytes).unwrap();
+        assert_eq!(pages.len(), 1);
+        assert_eq!(
+            (
+                pages[0].gpa,
+                pages[0].compatibility_mask,
+                pages[0].cmdline.as_str()
+            ),
+            (CONFIG_PAGE_GPA, NATIVE_COMPAT_MASK, "test=smoke")
+        );
+        // BootInfo points the kernel at the command-line field of that page.
+        let bi = &img.boot_info;
+        let page = &img.pages.0[&CONFIG_PAGE_GPA];
+        let off = (bi.cmdline_gpa - CONFIG_PAGE_GPA) as usize;
+        assert_eq!(&page[off..off + 11], b"test=smoke\0");
+        assert_eq!(bi.cmdline_size, u64::from(config::CMDLINE_CAPACITY));
+        // A copy with another command line differs only in that page's bytes.
+        let copy = crate::configpage::with_cmdline(&bytes, "test=heap")
+            .unwrap()
+            .unwrap();
+        assert_eq!(copy.len(), bytes.len());
+        let differing: Vec<usize> = (0..bytes.len()).filter(|&i| bytes[i] != copy[i]).collect();
+        assert!(
+            !differing.is_empty() && differing.len() <= 10,
+            "{differing:?}"
+        );
+        assert_eq!(
+            crate::configpage::config_pages(&copy).unwrap()[0].cmdline,
+            "test=heap"
+        );
+        let e = crate::configpage::with_cmdline(&bytes, &"x".repeat(300)).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("command line needs 301 bytes"),
+            "{e:#}"
+        );
+        let e = assemble(&stage2(), &kernel(), "a\0b").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+    }
+
     #[test]
     fn stage2_constraints_are_enforced() {
         let mut big = stage2();
         big.segments[1].memsz = STAGE2_MAX_SIZE;
         assert!(
-            assemble(&big, &kernel())
+            assemble(&big, &kernel(), "")
                 .unwrap_err()
                 .to_string()
                 .contains("over its")
@@ -625,7 +679,7 @@ mod tests {
         let mut w = stage2();
         w.segments[1].perms = RW;
         assert!(
-            assemble(&w, &kernel())
+            assemble(&w, &kernel(), "")
                 .unwrap_err()
                 .to_string()
                 .contains("writable")
@@ -634,7 +688,7 @@ mod tests {
         moved.segments[0].vaddr += 0x1000;
         moved.segments[1].vaddr += 0x1000;
         assert!(
-            assemble(&moved, &kernel())
+            assemble(&moved, &kernel(), "")
                 .unwrap_err()
                 .to_string()
                 .contains("must be linked at")

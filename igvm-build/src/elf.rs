@@ -46,6 +46,8 @@ pub struct ElfImage {
     pub segments: Vec<Segment>,
     pub functions: Vec<FuncSymbol>,
     pub build_id: Option<Vec<u8>>,
+    /// `.eh_frame_hdr` and `.eh_frame`, when the ELF has both.
+    pub cfi: Option<crate::unwind::Cfi>,
 }
 
 impl ElfImage {
@@ -179,11 +181,13 @@ pub fn parse(bytes: &[u8]) -> Result<ElfImage> {
         .section_by_name(".note.gnu.build-id")
         .and_then(|_| elf.build_id().ok().flatten())
         .map(|b| b.to_vec());
+    let cfi = crate::unwind::cfi_of(&elf)?;
     Ok(ElfImage {
         entry,
         segments,
         functions,
         build_id,
+        cfi,
     })
 }
 

@@ -3,9 +3,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod build;
+pub mod configpage;
 pub mod debug;
 pub mod elf;
 pub mod igvm_check;
 pub mod paging;
 pub mod qemu;
 pub mod rom;
+pub mod unwind;

@@ -1,5 +1,5 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use igvm_build::{build, debug, qemu};
+use igvm_build::{build, configpage, debug, qemu};
 use std::process::ExitCode;
 
 /// Shown at the end of every `--help`.
@@ -26,6 +26,9 @@ enum Cmd {
     Build(build::BuildArgs),
     /// Print layout facts about a stage2/kernel pair (stage2 flat size, kernel size).
     Info(build::InfoArgs),
+    /// Show, or write a copy with another, command line of an IGVM file's
+    /// SVSM configuration page.
+    Configure(configpage::ConfigureArgs),
     /// Run an IGVM file under QEMU (native platform).
     Run(qemu::RunArgs),
     /// Boot repeatedly and report the median time to the ready marker.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::Build(a) => build::build(a),
         Cmd::Info(a) => build::info(a),
+        Cmd::Configure(a) => configpage::configure(a),
         Cmd::Run(a) => qemu::run(a),
         Cmd::BenchBoot(a) => qemu::bench_boot(a),
         Cmd::Debug(a) => debug::debug(a),

@@ -7,12 +7,14 @@
 //! - **igvm-cfg** (QEMU with IGVM support): `-object igvm-cfg` loads the file
 //!   itself, and QEMU fills the parameter areas.
 //!
-//! `--mode auto` probes `qemu -object help` for `igvm-cfg`. See
-//! docs/qemu-adapter.md.
+//! `--mode auto` picks igvm-cfg when the QEMU has a loader (10.2 or later)
+//! that handles every header type in the file, else the adapter
+//! ([`loaders`]). See docs/qemu-adapter.md.
 //!
 //! Library use (integration tests): build a [`BootOptions`], call [`boot`],
 //! assert on the [`BootOutcome`].
 
+pub mod loaders;
 pub mod plan;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -28,11 +30,12 @@ use svsm_bootdefs::{ExitCode, READY_MARKER, layout};
 /// How the IGVM file is handed to QEMU.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `igvm-cfg` if the QEMU supports it and no `--cmdline` is needed, else the adapter.
+    /// `igvm-cfg` if the QEMU's loader can run the file, else the adapter.
     Auto,
     /// Always translate the directives (loader blobs + reset-vector ROM).
     Adapter,
-    /// Always use `-object igvm-cfg` (fails on QEMU without IGVM support).
+    /// Always use `-object igvm-cfg`; refused before QEMU starts when the
+    /// QEMU or the file does not allow it.
     IgvmCfg,
 }
 
@@ -41,15 +44,19 @@ pub enum Mode {
 pub struct RunArgs {
     /// The IGVM file to boot.
     pub igvm: PathBuf,
-    /// Written to the IGVM COMMAND_LINE parameter (e.g. `test=<name>`).
+    /// Replaces the command line baked into the file (e.g. `test=<name>`):
+    /// boots a copy whose configuration page holds it. Empty: as built.
     #[arg(long, default_value = "")]
     pub cmdline: String,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = layout::DEFAULT_GUEST_RAM >> 20)]
     pub memory: u64,
-    /// The QEMU binary.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    pub qemu: PathBuf,
+    /// The QEMU binary [default: $SVSM_QEMU, else qemu-system-x86_64].
+    #[arg(long)]
+    pub qemu: Option<PathBuf>,
+    /// The QEMU machine (`pc`, or `q35` with igvm-cfg; the adapter models `pc`).
+    #[arg(long, default_value = "pc")]
+    pub machine: String,
     /// Also write the serial output to this file.
     #[arg(long)]
     pub serial_log: Option<PathBuf>,
@@ -84,9 +91,9 @@ pub struct BenchArgs {
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = layout::DEFAULT_GUEST_RAM >> 20)]
     pub memory: u64,
-    /// The QEMU binary.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    pub qemu: PathBuf,
+    /// The QEMU binary [default: $SVSM_QEMU, else qemu-system-x86_64].
+    #[arg(long)]
+    pub qemu: Option<PathBuf>,
     /// Per-boot timeout in seconds; 0 waits without a limit.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -103,6 +110,8 @@ pub struct BootOptions {
     pub cmdline: String,
     pub memory_mib: u64,
     pub qemu: PathBuf,
+    /// `-machine` type.
+    pub machine: String,
     pub timeout: Duration,
     pub mode: Mode,
     /// Copy the serial output to our stdout as it arrives.
@@ -122,7 +131,8 @@ impl BootOptions {
             igvm: igvm.into(),
             cmdline: String::new(),
             memory_mib: layout::DEFAULT_GUEST_RAM >> 20,
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            qemu: default_qemu(),
+            machine: "pc".to_string(),
             timeout: Duration::from_secs(60),
             mode: Mode::Auto,
             echo: false,
@@ -164,6 +174,11 @@ impl BootOptions {
         self
     }
 
+    pub fn machine(mut self, m: impl Into<String>) -> Self {
+        self.machine = m.into();
+        self
+    }
+
     pub fn extra_arg(mut self, a: impl Into<OsString>) -> Self {
         self.extra_args.push(a.into());
         self
@@ -189,6 +204,8 @@ pub struct BootOutcome {
     pub elapsed: Duration,
     /// The mode actually used (`Adapter` or `IgvmCfg`).
     pub mode: Mode,
+    /// Why that mode (e.g. `adapter: QEMU ... has no IGVM loader`).
+    pub mode_reason: String,
 }
 
 impl BootOutcome {
@@ -228,15 +245,11 @@ impl BootOutcome {
     }
 }
 
-/// Whether `qemu` lists the `igvm-cfg` object type.
-pub fn qemu_supports_igvm_cfg(qemu: &Path) -> Result<bool> {
-    let out = Command::new(qemu)
-        .args(["-object", "help"])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", qemu.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.lines().any(|l| l.trim() == "igvm-cfg"))
+/// The QEMU binary when none is given: `$SVSM_QEMU`, else `qemu-system-x86_64`.
+pub fn default_qemu() -> PathBuf {
+    std::env::var_os("SVSM_QEMU")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("qemu-system-x86_64"), PathBuf::from)
 }
 
 /// A directory removed on drop (unless it was given by the user).
@@ -298,6 +311,7 @@ fn common_args(mem_mib: u64) -> Vec<OsString> {
 
 /// Writes the plan's files into `dir` and returns the QEMU arguments for the adapter.
 pub fn adapter_args(p: &plan::LoadPlan, dir: &Path, mem_mib: u64) -> Result<Vec<OsString>> {
+    // The plan's RAM ranges and legacy hole are the pc machine's.
     let mut args: Vec<OsString> = vec!["-machine".into(), "pc".into()];
     args.extend(common_args(mem_mib));
     let rom = dir.join("reset-rom.bin");
@@ -317,8 +331,11 @@ pub fn adapter_args(p: &plan::LoadPlan, dir: &Path, mem_mib: u64) -> Result<Vec<
 }
 
 /// QEMU arguments for a QEMU that loads the IGVM file itself.
-pub fn igvm_cfg_args(igvm: &Path, mem_mib: u64) -> Vec<OsString> {
-    let mut args: Vec<OsString> = vec!["-machine".into(), "pc,igvm-cfg=igvm0".into()];
+pub fn igvm_cfg_args(igvm: &Path, machine: &str, mem_mib: u64) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "-machine".into(),
+        format!("{machine},igvm-cfg=igvm0").into(),
+    ];
     args.extend(common_args(mem_mib));
     let mut obj = OsString::from("igvm-cfg,id=igvm0,file=");
     obj.push(igvm.as_os_str());
@@ -385,40 +402,64 @@ impl ReadyScanner {
     }
 }
 
+/// The file's bytes with `cmdline` in place of the built-in command line:
+/// in its configuration page (a copy of the file), or for a file without
+/// one, left to the adapter's COMMAND_LINE handling.
+fn with_cmdline(opts: &BootOptions, bytes: Vec<u8>) -> Result<(Vec<u8>, bool)> {
+    if opts.cmdline.is_empty() {
+        return Ok((bytes, false));
+    }
+    match crate::configpage::with_cmdline(&bytes, &opts.cmdline)? {
+        Some(variant) => Ok((variant, true)),
+        None => Ok((bytes, false)),
+    }
+}
+
 /// Boots the IGVM file once and reports what happened. Errors are bad input
 /// (unreadable or invalid file, unsupported directive, page tables that do
-/// not allow the hand-off) or a QEMU that cannot be started.
+/// not allow the hand-off, a loader that cannot run the file) or a QEMU that
+/// cannot be started.
 pub fn boot(opts: &BootOptions) -> Result<BootOutcome> {
+    let name = || opts.igvm.display().to_string();
     let bytes = fs::read(&opts.igvm)
         .with_context(|| format!("cannot read IGVM file {}", opts.igvm.display()))?;
     let mem = opts
         .memory_mib
         .checked_mul(1 << 20)
         .ok_or_else(|| anyhow!("--memory {} MiB is too large", opts.memory_mib))?;
-    let mut mode = opts.mode;
-    if mode == Mode::Auto {
-        mode = if !opts.cmdline.is_empty() {
-            // QEMU's IGVM loader does not fill COMMAND_LINE parameters.
-            Mode::Adapter
-        } else if qemu_supports_igvm_cfg(&opts.qemu)? {
-            Mode::IgvmCfg
-        } else {
-            Mode::Adapter
-        };
-    }
+    let (bytes, in_config_page) = with_cmdline(opts, bytes).with_context(name)?;
+    let (mode, mode_reason) = loaders::choose(opts.mode, &opts.qemu, &bytes).with_context(name)?;
     let work = WorkDir::new(opts.work_dir.as_deref())?;
     let mut args = match mode {
         Mode::IgvmCfg => {
             // Still validate the file so bad input fails the same way.
-            plan::parse_native(&bytes).with_context(|| format!("{}", opts.igvm.display()))?;
-            igvm_cfg_args(&opts.igvm, opts.memory_mib)
+            plan::parse_native(&bytes).with_context(name)?;
+            if !opts.cmdline.is_empty() && !in_config_page {
+                bail!(
+                    "{}: a command line was given but the file has no SVSM configuration page",
+                    opts.igvm.display()
+                );
+            }
+            let file = if in_config_page {
+                let f = work.path.join("svsm-cmdline.igvm");
+                fs::write(&f, &bytes).with_context(|| format!("cannot write {}", f.display()))?;
+                f
+            } else {
+                opts.igvm.clone()
+            };
+            igvm_cfg_args(&file, &opts.machine, opts.memory_mib)
         }
         _ => {
-            let p = plan::plan(&bytes, &opts.cmdline, mem)
-                .with_context(|| format!("{}", opts.igvm.display()))?;
-            if !opts.cmdline.is_empty() && !p.has_command_line {
+            if opts.machine != "pc" {
                 bail!(
-                    "{}: a command line was given but the file has no COMMAND_LINE parameter",
+                    "the adapter runs the pc machine only (got --machine {}); q35 needs a QEMU with igvm-cfg",
+                    opts.machine
+                );
+            }
+            let p = plan::plan(&bytes, &opts.cmdline, mem).with_context(name)?;
+            if !opts.cmdline.is_empty() && !in_config_page && !p.has_command_line {
+                bail!(
+                    "{}: a command line was given but the file has neither an SVSM configuration page nor a COMMAND_LINE parameter",
                     opts.igvm.display()
                 );
             }
@@ -431,6 +472,7 @@ pub fn boot(opts: &BootOptions) -> Result<BootOutcome> {
     }
     let mut out = run_qemu(&opts.qemu, &args, opts)?;
     out.mode = mode;
+    out.mode_reason = mode_reason;
     Ok(out)
 }
 
@@ -527,6 +569,7 @@ fn run_qemu(qemu: &Path, args: &[OsString], opts: &BootOptions) -> Result<BootOu
         ready_after,
         elapsed,
         mode: opts.mode,
+        mode_reason: String::new(),
     })
 }
 
@@ -546,7 +589,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         igvm: args.igvm.clone(),
         cmdline: args.cmdline.clone(),
         memory_mib: args.memory,
-        qemu: args.qemu.clone(),
+        qemu: args.qemu.clone().unwrap_or_else(default_qemu),
+        machine: args.machine.clone(),
         timeout: timeout_secs(args.timeout),
         mode: args.mode,
         echo: true,
@@ -556,6 +600,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         extra_args: args.extra.clone(),
     };
     let out = boot(&opts)?;
+    eprintln!("igvm-build: loader: {}", out.mode_reason);
     if out.timed_out {
         eprintln!(
             "igvm-build: timeout: no exit after {} s, QEMU killed",
@@ -587,16 +632,15 @@ pub fn bench_boot(args: &BenchArgs) -> Result<u8> {
     let mut opts = BootOptions::new(&args.igvm)
         .cmdline(args.cmdline.clone())
         .memory_mib(args.memory)
-        .qemu(args.qemu.clone())
+        .qemu(args.qemu.clone().unwrap_or_else(default_qemu))
         .timeout(timeout_secs(args.timeout))
         .mode(args.mode);
-    if opts.mode == Mode::Auto {
-        opts.mode = if opts.cmdline.is_empty() && qemu_supports_igvm_cfg(&opts.qemu)? {
-            Mode::IgvmCfg
-        } else {
-            Mode::Adapter
-        };
-    }
+    // Decide once, so every boot uses the same loader.
+    let bytes = fs::read(&args.igvm)
+        .with_context(|| format!("cannot read IGVM file {}", args.igvm.display()))?;
+    let (mode, why) = loaders::choose(opts.mode, &opts.qemu, &bytes)?;
+    println!("bench-boot: loader: {why}");
+    opts.mode = mode;
     println!(
         "bench-boot: {} x {} (mode {:?}, {} MiB, marker {READY_MARKER:?})",
         args.runs,
@@ -652,6 +696,7 @@ mod tests {
             ready_after: None,
             elapsed: Duration::ZERO,
             mode: Mode::Adapter,
+            mode_reason: String::new(),
         }
     }
 
@@ -719,7 +764,7 @@ mod tests {
 
     #[test]
     fn igvm_cfg_command_line_shape() {
-        let args: Vec<String> = igvm_cfg_args(Path::new("/x/svsm.igvm"), 256)
+        let args: Vec<String> = igvm_cfg_args(Path::new("/x/svsm.igvm"), "pc", 256)
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -566,3 +566,28 @@ fn timeout_zero_means_no_limit_and_zero_runs_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--runs"), "{stderr}");
 }
+
+/// These test files carry a COMMAND_LINE parameter: the adapter fills it,
+/// upstream QEMU's loader would refuse the file, and the loader check says so.
+#[test]
+fn command_line_directive_is_adapter_only() {
+    let bytes = Image::new(hello).bytes();
+    assert_eq!(
+        qemu::loaders::upstream_refusals(&bytes).unwrap(),
+        vec!["IGVM_VHT_COMMAND_LINE (0x30e)".to_string()]
+    );
+    let qemu = std::path::Path::new("qemu-system-x86_64");
+    let info = qemu::loaders::probe(qemu).unwrap();
+    let (mode, why) = qemu::loaders::choose(Mode::Auto, qemu, &bytes).unwrap();
+    assert_eq!(mode, Mode::Adapter, "{why}");
+    if info.igvm_cfg {
+        assert!(why.contains("COMMAND_LINE"), "{why}");
+    } else {
+        assert!(why.contains("no IGVM loader"), "{why}");
+    }
+    let e = qemu::loaders::choose(Mode::IgvmCfg, qemu, &bytes).unwrap_err();
+    assert!(
+        format!("{e:#}").starts_with("cannot use --mode igvm-cfg: "),
+        "{e:#}"
+    );
+}

@@ -33,6 +33,7 @@ fn valid_igvm() -> Vec<u8> {
         segments: vec![seg(STAGE2_BASE, 0x1000, rx)],
         functions: vec![],
         build_id: None,
+        cfi: None,
     };
     let kernel = ElfImage {
         entry: KERNEL_VIRT_BASE,
@@ -42,8 +43,9 @@ fn valid_igvm() -> Vec<u8> {
         ],
         functions: vec![],
         build_id: None,
+        cfi: None,
     };
-    let img = assemble(&stage2, &kernel).unwrap();
+    let img = assemble(&stage2, &kernel, "").unwrap();
     let mut out = Vec::new();
     to_igvm(&img).unwrap().serialize(&mut out).unwrap();
     out

@@ -1,64 +1,46 @@
-//! In-kernel backtraces: DWARF-CFI unwinding (svsm-unwinder) over the
-//! kernel's own `.eh_frame_hdr`/`.eh_frame`, reading memory only inside
-//! registered stacks, symbolized with the symbol table igvm-build embedded.
+//! In-kernel backtraces: unwinding (svsm-unwinder) through the compact
+//! unwind table igvm-build compiled from the kernel's `.eh_frame`, reading
+//! memory only inside registered stacks, symbolized with the symbol table
+//! igvm-build embedded.
 
 use crate::serial::ConsoleWriter;
 use crate::stacks;
-use spin::{Mutex, Once};
+use spin::Once;
 use svsm_bootdefs::symtab::SymTab;
 use svsm_guards::{StackKind, StackRegistry};
-use svsm_unwinder::{CfiSections, Frame, Memory, Module, Regs, StopReason, UnwindState, Walk};
+use svsm_unwinder::{Frame, Memory, Regs, StopReason, UnwindTable, Walk};
 
-unsafe extern "C" {
-    static __eh_frame_hdr_start: u8;
-    static __eh_frame_hdr_end: u8;
-    static __eh_frame_start: u8;
-    static __eh_frame_end: u8;
-}
-
-/// Unwinder scratch state: built once at boot, never on the fault path.
-static STATE: Mutex<UnwindState> = Mutex::new(UnwindState::new_unprepared());
 static SYMTAB: Once<Option<SymTab<'static>>> = Once::new();
+/// The kernel's compact unwind table, compiled by igvm-build from the
+/// kernel's CFI and checked against gimli at every instruction by the
+/// unwinder's host tests. Walks read only this table: no gimli code is
+/// reachable from a fault path, which keeps its stack small and fixed.
+static TABLE: Once<Option<UnwindTable<'static>>> = Once::new();
 
-fn section(start: &'static u8, end: &'static u8) -> (&'static [u8], u64) {
-    let s = start as *const u8 as u64;
-    let e = end as *const u8 as u64;
-    // SAFETY: linker-script symbols delimit a mapped read-only section.
-    (
-        unsafe { core::slice::from_raw_parts(start as *const u8, (e - s) as usize) },
-        s,
-    )
+/// The read-only region igvm-build mapped at `virt`, if any.
+fn region(virt: u64, size: u64) -> Option<&'static [u8]> {
+    if virt == 0 || size == 0 {
+        return None;
+    }
+    // SAFETY: igvm-build mapped `size` bytes read-only at `virt` for the
+    // kernel's lifetime (boot info).
+    Some(unsafe { core::slice::from_raw_parts(virt as *const u8, size as usize) })
 }
 
-fn module() -> Option<Module<'static>> {
-    // SAFETY: taking addresses of linker symbols.
-    let (hdr, hdr_addr) = section(unsafe { &__eh_frame_hdr_start }, unsafe {
-        &__eh_frame_hdr_end
-    });
-    // SAFETY: as above.
-    let (eh, eh_addr) = section(unsafe { &__eh_frame_start }, unsafe { &__eh_frame_end });
-    Module::new(CfiSections {
-        eh_frame_hdr: hdr,
-        eh_frame_hdr_addr: hdr_addr,
-        eh_frame: eh,
-        eh_frame_addr: eh_addr,
-    })
-    .ok()
-}
-
-/// Prepares the unwinder state and the symbol table (call once at boot).
+/// Parses the symbol table and the unwind table (call once at boot).
 pub fn init(symtab_virt: u64, symtab_size: u64) {
-    // Built here, on the boot stack, so no fault path carries its temporary.
-    STATE.lock().prepare();
-    SYMTAB.call_once(|| {
-        if symtab_virt == 0 || symtab_size == 0 {
-            return None;
-        }
-        // SAFETY: igvm-build mapped the symbol table read-only at this address.
-        let bytes =
-            unsafe { core::slice::from_raw_parts(symtab_virt as *const u8, symtab_size as usize) };
-        SymTab::parse(bytes).ok()
-    });
+    SYMTAB.call_once(|| SymTab::parse(region(symtab_virt, symtab_size)?).ok());
+    let bi = crate::bootinfo::get();
+    TABLE.call_once(|| UnwindTable::parse(region(bi.unwind_virt, bi.unwind_size)?).ok());
+}
+
+/// The unwind tables a walk reads (none if igvm-build embedded none: a
+/// backtrace then ends at frame #00 with `no-fde`).
+fn tables() -> &'static [UnwindTable<'static>] {
+    match TABLE.get() {
+        Some(Some(t)) => core::slice::from_ref(t),
+        _ => &[],
+    }
 }
 
 /// Memory accessor: 8-byte reads inside registered, mapped stacks only.
@@ -72,7 +54,9 @@ impl Memory for StackMemory<'_> {
             return None;
         }
         let (_, info) = self.registry.find(addr)?;
-        if info.kind == StackKind::Stage2 || !info.range.contains(addr) || addr + 8 > info.range.top
+        if info.kind == StackKind::Stage2
+            || !info.range.contains(addr)
+            || addr.checked_add(8)? > info.range.top
         {
             return None;
         }
@@ -92,19 +76,13 @@ pub fn symbolize(pc: u64) -> Option<(&'static str, u64)> {
 }
 
 /// Prints a BACKTRACE block starting from `regs` (docs/serial-formats.md).
+#[inline(never)]
 pub fn print_from(regs: Regs) -> Option<StopReason> {
-    let modules = [module()?];
     let registry = stacks::registry_for_fault();
     let mem = StackMemory {
         registry: &registry,
     };
-    let state_lock = &STATE;
-    if state_lock.is_locked() {
-        // SAFETY: fatal path on a single CPU; the holder never resumes.
-        unsafe { state_lock.force_unlock() };
-    }
-    let mut state = state_lock.lock();
-    let walk = Walk::new(&modules, &mem, &mut state, regs);
+    let walk = Walk::from_tables(tables(), &mem, regs);
     let build_id = crate::bootinfo::get().build_id();
     let vector = |f: &Frame| {
         // Every entry stub frame has its vector number 56 bytes below its CFA.
@@ -124,16 +102,12 @@ pub fn print_here() -> Option<StopReason> {
 /// Walks (without printing) from `regs`; returns the frame count.
 #[inline(never)]
 pub fn walk_only(regs: Regs, limit: usize) -> usize {
-    let Some(m) = module() else { return 0 };
-    let modules = [m];
     let registry = stacks::REGISTRY.lock();
     let mem = StackMemory {
         registry: &registry,
     };
-    let state_lock = &STATE;
-    let mut state = state_lock.lock();
     let mut n = 0;
-    for f in Walk::new(&modules, &mem, &mut state, regs).with_limit(limit) {
+    for f in Walk::from_tables(tables(), &mem, regs).with_limit(limit) {
         let _ = symbolize(f.lookup_pc());
         n += 1;
     }

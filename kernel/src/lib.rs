@@ -10,3 +10,6 @@
 pub mod cmdline;
 pub mod platform_choice;
 pub mod vectors;
+
+#[cfg(test)]
+mod layering;

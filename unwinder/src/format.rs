@@ -1,7 +1,7 @@
 //! The `BACKTRACE` block of docs/serial-formats.md, shared by the kernel and
 //! host tools.
 
-use crate::{Frame, Memory, StopReason, Walk};
+use crate::{Frame, Memory, RowSource, StopReason, Walk};
 use core::fmt::{self, Write};
 
 /// Writes one backtrace block incrementally: [`BacktraceWriter::begin`],
@@ -21,6 +21,9 @@ pub struct BacktraceWriter<'o, W: Write + ?Sized> {
 
 impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     /// Writes the `BACKTRACE BEGIN` line.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn begin(out: &'o mut W, build_id: &[u8]) -> Result<Self, fmt::Error> {
         out.write_str("BACKTRACE BEGIN build-id=")?;
         for b in build_id {
@@ -35,6 +38,9 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     /// symbol start); the printed offset is that of `pc`. `vector` is the
     /// exception vector for frames entered through an exception; when such a
     /// frame's vector is unknown the marker is `[exception vector=?]`.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn frame(
         &mut self,
         frame: &Frame,
@@ -68,6 +74,9 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
     }
 
     /// Writes the `BACKTRACE END` line.
+    // Out of line: the formatting temporaries of one line stay in this
+    // frame, not in the caller's walking loop (fault-path stack).
+    #[inline(never)]
     pub fn end(self, stop: StopReason) -> fmt::Result {
         writeln!(
             self.out,
@@ -82,16 +91,17 @@ impl<'o, W: Write + ?Sized> BacktraceWriter<'o, W> {
 /// returns (name, offset of `lookup_pc` in it); `vector(frame)` returns the
 /// exception vector for frames whose `exception` is set. Returns the stop
 /// reason.
-pub fn write_backtrace<'s, W, M>(
+pub fn write_backtrace<'s, W, M, S>(
     out: &mut W,
     build_id: &[u8],
-    mut walk: Walk<'_, M>,
+    mut walk: Walk<'_, M, S>,
     mut symbolize: impl FnMut(u64) -> Option<(&'s str, u64)>,
     mut vector: impl FnMut(&Frame) -> Option<u32>,
 ) -> Result<StopReason, fmt::Error>
 where
     W: Write + ?Sized,
     M: Memory + ?Sized,
+    S: RowSource,
 {
     let mut w = BacktraceWriter::begin(out, build_id)?;
     for frame in walk.by_ref() {

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{ThreadStack, URC_END_OF_STACK, host_modules, libgcc_backtrace};
+use common::{
+    ThreadStack, URC_END_OF_STACK, host_modules, host_modules_with_tables, host_tables,
+    libgcc_backtrace,
+};
 use std::hint::black_box;
 use svsm_unwinder::capture_regs;
 use svsm_unwinder::{StopReason, UnwindState, Walk};
@@ -25,6 +28,25 @@ fn ours(out: &mut Out) {
     let walk = Walk::new(host_modules(), &mem, &mut state, regs).with_limit(512);
     let stop = walk.run(|f| out.frames.push((f.pc, f.sp)));
     out.stop = Some(stop);
+}
+
+/// The same walk through the compact tables, gimli as the fallback.
+#[inline(never)]
+fn ours_tabled(out: &mut Out) {
+    let regs = capture_regs!();
+    let mem = ThreadStack::current();
+    let mut state = Box::new(UnwindState::new());
+    let walk = Walk::new(host_modules_with_tables(), &mem, &mut state, regs).with_limit(512);
+    out.stop = Some(walk.run(|f| out.frames.push((f.pc, f.sp))));
+}
+
+/// The same walk through the compact tables only (the kernel's way).
+#[inline(never)]
+fn ours_tables_only(out: &mut Out) {
+    let regs = capture_regs!();
+    let mem = ThreadStack::current();
+    let walk = Walk::from_tables(host_tables(), &mem, regs).with_limit(512);
+    out.stop = Some(walk.run(|f| out.frames.push((f.pc, f.sp))));
 }
 
 #[inline(never)]
@@ -254,4 +276,29 @@ fn fde_lookup_agrees_with_table_iteration() {
         assert_eq!(m.fde_range(lo.wrapping_sub(1)), None);
     }
     assert!(checked > 100, "only {checked} FDEs checked");
+}
+
+#[test]
+fn table_walks_match_gimli_and_libgcc_frame_for_frame() {
+    let mut outs: [Out; 4] = Default::default();
+    let probes: [Probe; 4] = black_box([ours, ours_tabled, ours_tables_only, theirs]);
+    for i in 0..black_box(4usize) {
+        chain1(probes[i], &mut outs[i]);
+    }
+    let [gimli, tabled, tables_only, libgcc] = outs;
+    assert_eq!(gimli.stop, Some(StopReason::EndOfStack));
+    // Frame #00 is each probe itself; from #01 on the chains are the same.
+    for (name, o) in [("table + gimli", &tabled), ("table only", &tables_only)] {
+        assert_eq!(o.stop, gimli.stop, "{name}: {:x?}", o.frames);
+        assert_eq!(o.frames[1..], gimli.frames[1..], "{name}");
+    }
+    // And against libgcc directly (its extra pc-0 pseudo-frame dropped).
+    let skip = libgcc
+        .frames
+        .iter()
+        .position(|f| f.0 == tables_only.frames[1].0)
+        .expect("libgcc reaches the chain");
+    let theirs: Vec<_> = libgcc.frames[skip..].iter().filter(|f| f.0 != 0).collect();
+    let ours: Vec<_> = tables_only.frames[1..].iter().collect();
+    assert_eq!(ours, theirs);
 }

@@ -53,6 +53,7 @@ fn image(entry: u64, segments: &[(u64, u64, bool)]) -> ElfImage {
             .collect(),
         functions: Vec::new(),
         build_id: None,
+        cfi: None,
     }
 }
 
@@ -72,7 +73,7 @@ pub fn elf(data: &[u8]) {
         ],
     );
     for (s2, k) in [(&img, &kernel), (&stage2, &img)] {
-        if let Ok(built) = assemble(s2, k) {
+        if let Ok(built) = assemble(s2, k, "") {
             let _ = to_igvm(&built);
         }
     }

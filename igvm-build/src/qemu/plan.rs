@@ -81,7 +81,7 @@ pub fn memory_map_entries(ram: &[(u64, u64)]) -> Vec<IGVM_VHS_MEMORY_MAP_ENTRY> 
 /// Structural checks the `igvm` crate does not do before doing arithmetic on
 /// the values (it can overflow on a crafted file): the fixed header's sizes,
 /// and that every file offset points into the file-data section.
-fn precheck(bytes: &[u8]) -> Result<()> {
+pub(crate) fn precheck(bytes: &[u8]) -> Result<()> {
     let (fixed, _) = IGVM_FIXED_HEADER::read_from_prefix(bytes).map_err(|_| {
         anyhow!(
             "file too short for the IGVM fixed header ({} bytes)",

@@ -3,7 +3,7 @@
 //! Physical (native platform):
 //! ```text
 //! 0x0010_0000  boot-info page (BootInfo, written by igvm-build)
-//! 0x0010_1000  COMMAND_LINE parameter area (1 page, filled by the loader)
+//! 0x0010_1000  SVSM configuration page: command line (page data, see `config`)
 //! 0x0010_2000  MEMORY_MAP parameter area (1 page, filled by the loader)
 //! 0x0010_4000  stage2 stack lower guard (unmapped)   STAGE2_GUARD_SIZE
 //! 0x0010_8000  stage2 stack                          STAGE2_STACK_SIZE
@@ -22,8 +22,8 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 
 pub const BOOT_INFO_GPA: u64 = 0x0010_0000;
-pub const CMDLINE_GPA: u64 = 0x0010_1000;
-pub const CMDLINE_SIZE: u64 = PAGE_SIZE;
+/// The SVSM configuration page (`crate::config`), written by igvm-build.
+pub const CONFIG_PAGE_GPA: u64 = 0x0010_1000;
 pub const MEMORY_MAP_GPA: u64 = 0x0010_2000;
 pub const MEMORY_MAP_SIZE: u64 = PAGE_SIZE;
 

@@ -9,6 +9,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod config;
 pub mod layout;
 pub mod memmap;
 pub mod symtab;
@@ -19,7 +20,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `BootInfo::magic`: "SVSMBOOT" little-endian.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"SVSMBOOT");
 /// Bumped whenever `BootInfo` changes shape.
-pub const BOOT_INFO_VERSION: u32 = 1;
+pub const BOOT_INFO_VERSION: u32 = 2;
 
 /// The platform the image was packaged for.
 #[repr(u32)]
@@ -87,7 +88,8 @@ pub struct BootInfo {
     /// stage2's stack (identity mapped, guarded on both sides).
     pub stage2_stack_bottom: u64,
     pub stage2_stack_top: u64,
-    /// IGVM COMMAND_LINE parameter area: NUL-terminated UTF-8, filled by the loader.
+    /// The command line: NUL-terminated UTF-8 of at most `cmdline_size`
+    /// bytes, inside the configuration page (`config`).
     pub cmdline_gpa: u64,
     pub cmdline_size: u64,
     /// IGVM MEMORY_MAP parameter area: `MemoryMapEntry` array, ended by a
@@ -100,6 +102,10 @@ pub struct BootInfo {
     /// GNU build id of the kernel ELF (first 20 bytes, zero padded).
     pub build_id: [u8; 20],
     pub build_id_len: u32,
+    /// Compact unwind table of the kernel (svsm-unwinder's `table` format),
+    /// mapped read-only right after the symbol table; size 0 if absent.
+    pub unwind_virt: u64,
+    pub unwind_size: u64,
 }
 
 impl BootInfo {

@@ -1,7 +1,8 @@
 //! Exception entry stubs (with hand-written CFI so the unwinder can walk
 //! from a handler back into the interrupted code): they save the registers
-//! into an `ExceptionFrame`, call `svsm_exception_dispatch`
-//! (`cpu::exceptions`) and return with IRETQ.
+//! into an `ExceptionFrame`, call `svsm_exception_dispatch` (`fault.rs`,
+//! reached by symbol: control flows up here, imports do not) and return
+//! with IRETQ.
 
 use core::arch::global_asm;
 use svsm_kernel::vectors::NUM_VECTORS;

@@ -8,21 +8,68 @@ pub mod synth;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
-use svsm_unwinder::{CfiSections, Memory, Module};
+use svsm_unwinder::{CfiSections, Memory, Module, UnwindTable};
 
-/// Every loaded image's CFI, found through `PT_GNU_EH_FRAME`.
-pub fn host_modules() -> &'static [Module<'static>] {
-    static MODULES: OnceLock<Vec<Module<'static>>> = OnceLock::new();
-    MODULES.get_or_init(|| {
+/// Every loaded image's CFI sections, found through `PT_GNU_EH_FRAME`
+/// (those gimli accepts).
+pub fn host_sections() -> &'static [CfiSections<'static>] {
+    static SECTIONS: OnceLock<Vec<CfiSections<'static>>> = OnceLock::new();
+    SECTIONS.get_or_init(|| {
         let mut sections: Vec<CfiSections<'static>> = Vec::new();
         // SAFETY: dl_iterate_phdr calls `collect` synchronously with valid
         // `dl_phdr_info` pointers; `sections` outlives the call.
         unsafe {
             libc::dl_iterate_phdr(Some(collect), (&raw mut sections).cast());
         }
+        sections.retain(|s| Module::new(*s).is_ok());
         sections
-            .into_iter()
-            .filter_map(|s| Module::new(s).ok())
+    })
+}
+
+/// Every loaded image's CFI, found through `PT_GNU_EH_FRAME`.
+pub fn host_modules() -> &'static [Module<'static>] {
+    static MODULES: OnceLock<Vec<Module<'static>>> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        host_sections()
+            .iter()
+            .map(|s| Module::new(*s).unwrap())
+            .collect()
+    })
+}
+
+/// Every loaded image's compact unwind table, compiled from its CFI (same
+/// order as [`host_modules`]).
+pub fn host_tables() -> &'static [UnwindTable<'static>] {
+    static TABLES: OnceLock<Vec<UnwindTable<'static>>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        host_modules()
+            .iter()
+            .map(|m| {
+                let bytes: &'static [u8] = Box::leak(
+                    svsm_unwinder::compile::compile(m)
+                        .expect("compile host CFI")
+                        .bytes
+                        .into_boxed_slice(),
+                );
+                UnwindTable::parse(bytes).expect("parse host table")
+            })
+            .collect()
+    })
+}
+
+/// [`host_modules`], each using its compact table with gimli as the
+/// fallback.
+pub fn host_modules_with_tables() -> &'static [Module<'static>] {
+    static MODULES: OnceLock<Vec<Module<'static>>> = OnceLock::new();
+    MODULES.get_or_init(|| {
+        host_sections()
+            .iter()
+            .zip(host_tables())
+            .map(|(s, t)| {
+                let m = Module::new(*s).unwrap().with_table(*t);
+                assert!(m.table().is_some(), "table does not fit its module");
+                m
+            })
             .collect()
     })
 }
