@@ -259,12 +259,13 @@ fn paging_self_check() {
     }
 }
 
-/// Copies the command line out of the loader's parameter page, once.
+/// Copies the command line out of the configuration page that igvm-build
+/// writes as measured page data (`bootdefs::config`), once.
 fn read_cmdline(bi: &BootInfo) -> Cmdline {
     let src = layout::phys_to_virt(bi.cmdline_gpa) as *const u8;
     let max = usize::try_from(bi.cmdline_size).unwrap_or(usize::MAX);
     Cmdline::copy_from(max, |i| {
-        // SAFETY: the parameter page is inside the direct map and `i` stays
+        // SAFETY: the configuration page is inside the direct map and `i` stays
         // below both its size and the copy's limit; read byte-wise, once.
         unsafe { src.add(i).read_volatile() }
     })
