@@ -3,22 +3,8 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::time::Instant;
 use svsm_mm::*;
-
-fn median_ns(runs: usize, iters: u32, mut f: impl FnMut()) -> f64 {
-    let mut v: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use svsm_testkit::median_ns;
 
 struct HostPages;
 // SAFETY: pages from the host allocator, zeroed, 4 KiB aligned, exclusive.

@@ -254,6 +254,7 @@ mod tests {
     use std::boxed::Box;
     use std::collections::BTreeSet;
     use std::vec::Vec;
+    use svsm_testkit::Rng;
 
     const START: u64 = 0x0100_0000;
 
@@ -395,29 +396,19 @@ mod tests {
         assert_eq!(a.is_allocated(START + 5 * FRAME_SIZE), Some(false));
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     #[test]
     fn random_sequences_match_shadow() {
         for seed in 1..20u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let frames = 200 + (rng.next() % 300) as usize;
+            let mut rng = Rng::new(seed);
+            let frames = 200 + (rng.next_u64() % 300) as usize;
             let mut a = fa(frames as u64);
             let mut shadow = std::vec![false; frames];
             let mut live: Vec<(u64, usize)> = Vec::new();
             for _ in 0..3000 {
-                match rng.next() % 4 {
+                match rng.next_u64() % 4 {
                     0 | 1 => {
-                        let n = 1 + (rng.next() % 8) as usize;
-                        let align = FRAME_SIZE << (rng.next() % 4);
+                        let n = 1 + (rng.next_u64() % 8) as usize;
+                        let align = FRAME_SIZE << (rng.next_u64() % 4);
                         let res = if n == 1 && align == FRAME_SIZE {
                             a.alloc()
                         } else {
@@ -446,7 +437,7 @@ mod tests {
                         }
                     }
                     _ if !live.is_empty() => {
-                        let k = (rng.next() as usize) % live.len();
+                        let k = (rng.next_u64() as usize) % live.len();
                         let (p, n) = live.swap_remove(k);
                         a.free_contiguous(p, n).unwrap();
                         let i = ((p - START) / FRAME_SIZE) as usize;

@@ -248,6 +248,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
     use std::vec::Vec;
+    use svsm_testkit::Rng;
 
     /// Page source over the host allocator with a page budget; frees all
     /// outstanding pages on drop.
@@ -427,30 +428,20 @@ mod tests {
         }
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
-
     /// Random alloc/free with a shadow map of live blocks: no two live
     /// blocks overlap, each keeps its fill byte, alignment holds, and
     /// exhaustion only ever yields null.
     fn random_run(h: &Heap<TestPages>, seed: u64, steps: usize) {
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         let mut live: Vec<(usize, usize, usize, u8)> = Vec::new();
         let mut shadow: BTreeMap<usize, usize> = BTreeMap::new();
         for step in 0..steps {
-            if live.is_empty() || !rng.next().is_multiple_of(3) {
-                let size = match rng.next() % 10 {
-                    0 => 1 + (rng.next() % 20_000) as usize,
-                    _ => 1 + (rng.next() % 2100) as usize,
+            if live.is_empty() || !rng.next_u64().is_multiple_of(3) {
+                let size = match rng.next_u64() % 10 {
+                    0 => 1 + (rng.next_u64() % 20_000) as usize,
+                    _ => 1 + (rng.next_u64() % 2100) as usize,
                 };
-                let align = 1usize << (rng.next() % 13);
+                let align = 1usize << (rng.next_u64() % 13);
                 let p = alloc(h, size, align) as usize;
                 if p == 0 {
                     continue; // budget exhausted: fine, must not crash
@@ -468,7 +459,7 @@ mod tests {
                 unsafe { ptr::write_bytes(p as *mut u8, tag, size) };
                 live.push((p, size, align, tag));
             } else {
-                let k = (rng.next() as usize) % live.len();
+                let k = (rng.next_u64() as usize) % live.len();
                 let (p, size, align, tag) = live.swap_remove(k);
                 // SAFETY: live block of `size` bytes.
                 let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, size) };
