@@ -8,27 +8,6 @@ use std::process::{Command, Output};
 
 use common::*;
 
-fn stackcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stackcheck"))
-        .args(args)
-        .output()
-        .expect("run stackcheck")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status
-        .code()
-        .expect("exited normally (no signal, no abort)")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn expect_bad_input(o: &Output, needle: &str) {
     let e = stderr(o);
     assert_eq!(code(o), 2, "stdout: {}\nstderr: {e}", stdout(o));

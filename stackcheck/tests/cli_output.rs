@@ -6,30 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
-
-fn stackcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stackcheck"))
-        .args(args)
-        .output()
-        .expect("run stackcheck")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status
-        .code()
-        .expect("exited normally (no signal, no abort)")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -72,7 +51,7 @@ fn read_one_line_then_close(args: &[&str]) -> (i32, String) {
         .unwrap();
     assert!(!first.is_empty());
     let o = child.wait_with_output().unwrap();
-    (code(&o), err(&o))
+    (code(&o), stderr(&o))
 }
 
 #[test]
@@ -102,20 +81,20 @@ fn json_stays_json_with_a_baseline() {
         "200",
     ];
     let o = stackcheck(&[&args[..], &["--format", "json"]].concat());
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let old = out(&o).replace("\"bound\": 128", "\"bound\": 100");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let old = stdout(&o).replace("\"bound\": 128", "\"bound\": 100");
     let oldp = write(&dir, "old.json", old.as_bytes());
     for fmt in [&["--format", "json"][..], &["--json"][..]] {
         let o = stackcheck(&[&args[..], fmt, &["--baseline", s(&oldp)]].concat());
-        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
         let v: serde_json::Value =
             serde_json::from_slice(&o.stdout).expect("stdout is one JSON document");
         assert_eq!(v["entries"][0]["bound"], 128);
-        assert!(err(&o).contains("100 -> 128 (+28 B"), "{}", err(&o));
+        assert!(stderr(&o).contains("100 -> 128 (+28 B"), "{}", stderr(&o));
     }
     // The text summary keeps the growth table on stdout.
     let o = stackcheck(&[&args[..], &["--baseline", s(&oldp)]].concat());
-    assert!(out(&o).contains("100 -> 128 (+28 B"), "{}", out(&o));
+    assert!(stdout(&o).contains("100 -> 128 (+28 B"), "{}", stdout(&o));
 }
 
 #[test]
@@ -138,8 +117,12 @@ fn parse_errors_name_the_file() {
     ] {
         let o = stackcheck(&args);
         assert_eq!(code(&o), 2, "{args:?}");
-        assert!(err(&o).contains("text.txt"), "{args:?}: {}", err(&o));
-        assert!(err(&o).contains("not an ELF file"), "{args:?}: {}", err(&o));
+        assert!(stderr(&o).contains("text.txt"), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not an ELF file"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -149,13 +132,13 @@ fn explain_without_a_match_is_an_error() {
     let o = stackcheck(&["explain", "--elf", s(&elf), "no_such_*"]);
     assert_eq!(code(&o), 2);
     assert!(
-        err(&o).contains("no function matches `no_such_*`"),
+        stderr(&o).contains("no function matches `no_such_*`"),
         "{}",
-        err(&o)
+        stderr(&o)
     );
     let o = stackcheck(&["explain", "--elf", s(&elf), "ta_*"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    assert!(out(&o).contains("ta_entry @"), "{}", out(&o));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("ta_entry @"), "{}", stdout(&o));
 }
 
 #[test]
@@ -213,8 +196,8 @@ fn options_a_subcommand_does_not_take_are_refused() {
         vec!["frames", "--elf", e, "--entry", "ta_entry"],
     ] {
         let o = stackcheck(&args);
-        assert_eq!(code(&o), 2, "{args:?} was accepted: {}", out(&o));
-        assert!(!err(&o).contains("panicked"), "{}", err(&o));
+        assert_eq!(code(&o), 2, "{args:?} was accepted: {}", stdout(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     }
 }
 
@@ -230,7 +213,7 @@ fn help_shows_exit_codes_and_no_u64_max() {
     ] {
         let o = stackcheck(&args);
         assert_eq!(code(&o), 0, "{args:?}");
-        let h = out(&o);
+        let h = stdout(&o);
         assert!(
             h.contains("Exit codes:") && h.contains("2  bad input"),
             "{args:?}: {h}"
@@ -240,25 +223,29 @@ fn help_shows_exit_codes_and_no_u64_max() {
     let elf = graph_fixture("tail");
     let o = stackcheck(&["check", "--elf", s(&elf), "--entry", "ta_entry"]);
     assert_eq!(code(&o), 0);
-    assert!(out(&o).contains("budget      none ok"), "{}", out(&o));
-    assert!(!out(&o).contains("18446744073709551615"), "{}", out(&o));
+    assert!(stdout(&o).contains("budget      none ok"), "{}", stdout(&o));
+    assert!(
+        !stdout(&o).contains("18446744073709551615"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn frames_sorted_by_size_with_a_minimum() {
     let elf = graph_fixture("got");
     let o = stackcheck(&["frames", "--elf", s(&elf), "--sort", "size", "--min", "16"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let sizes: Vec<u64> = out(&o)
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let sizes: Vec<u64> = stdout(&o)
         .lines()
         .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
         .collect();
-    assert!(sizes.len() >= 2, "{}", out(&o));
+    assert!(sizes.len() >= 2, "{}", stdout(&o));
     assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
     assert!(sizes.iter().all(|&v| v >= 16), "{sizes:?}");
     let all = stackcheck(&["frames", "--elf", s(&elf)]);
     assert!(
-        out(&all).lines().count() > sizes.len(),
+        stdout(&all).lines().count() > sizes.len(),
         "--min filtered nothing"
     );
 }
@@ -278,13 +265,13 @@ fn quiet_keeps_only_violations() {
     let cfg = two_entries(&dir);
     let o = stackcheck(&["check", "--config", s(&cfg), "--elf", s(&elf)]);
     assert_eq!(code(&o), 1);
-    assert!(out(&o).contains("fits") && out(&o).contains("tight"));
+    assert!(stdout(&o).contains("fits") && stdout(&o).contains("tight"));
     let o = stackcheck(&["check", "-q", "--config", s(&cfg), "--elf", s(&elf)]);
     assert_eq!(code(&o), 1);
     assert!(
-        !out(&o).contains("fits") && out(&o).contains("tight"),
+        !stdout(&o).contains("fits") && stdout(&o).contains("tight"),
         "{}",
-        out(&o)
+        stdout(&o)
     );
     let o = stackcheck(&[
         "check",
@@ -315,8 +302,8 @@ fn markdown_sarif_folded_and_dot() {
             "--elf",
             s(&elf),
         ]);
-        assert_eq!(code(&o), 1, "{fmt}: {}", err(&o));
-        out(&o)
+        assert_eq!(code(&o), 1, "{fmt}: {}", stderr(&o));
+        stdout(&o)
     };
     assert!(run("md").contains("| `tight` (`ta_entry`) |"));
     let sarif: serde_json::Value = serde_json::from_str(&run("sarif")).unwrap();
@@ -336,8 +323,8 @@ fn markdown_sarif_folded_and_dot() {
     );
     graphviz_accepts(&dot);
     let o = stackcheck(&["explain", "--format", "dot", "--elf", s(&elf), "ta_entry"]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let dot = out(&o);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dot = stdout(&o);
     assert!(
         dot.contains("style=bold") && dot.contains("ta_leaf"),
         "{dot}"
@@ -357,7 +344,7 @@ fn graphviz_accepts(dot: &str) {
         .expect("graphviz `dot` (make setup installs it)");
     c.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
     let o = c.wait_with_output().unwrap();
-    assert!(o.status.success(), "dot: {}\n{dot}", err(&o));
+    assert!(o.status.success(), "dot: {}\n{dot}", stderr(&o));
 }
 
 /// Width and height of a PNG from its IHDR chunk.
@@ -385,8 +372,8 @@ fn the_chart_is_readable_when_rendered() {
         "--elf",
         s(&elf),
     ]);
-    assert_eq!(code(&o), 0, "{}", err(&o));
-    let svg = out(&o);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let svg = stdout(&o);
     let svgp = write(&dir, "chart.svg", svg.as_bytes());
     let png = dir.join("chart.png");
     let r = Command::new("rsvg-convert")
@@ -395,7 +382,7 @@ fn the_chart_is_readable_when_rendered() {
         .arg(&svgp)
         .output()
         .expect("rsvg-convert (make setup installs librsvg2-bin)");
-    assert!(r.status.success(), "{}", err(&r));
+    assert!(r.status.success(), "{}", stderr(&r));
     let (w, h) = png_size(&std::fs::read(&png).unwrap());
     assert_eq!(w, 1200);
     // Labels: one per frame of each worst path (40 + 5) plus a header per

@@ -5,7 +5,30 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Runs the stackcheck binary under test with `args`.
+pub fn stackcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stackcheck"))
+        .args(args)
+        .output()
+        .expect("run stackcheck")
+}
+
+/// The exit code; a signal or abort (a panic) fails the test.
+pub fn code(o: &Output) -> i32 {
+    o.status
+        .code()
+        .expect("exited normally (no signal, no abort)")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

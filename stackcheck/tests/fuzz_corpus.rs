@@ -9,15 +9,7 @@ fn replay(target: &str, f: fn(&[u8])) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("corpus entry").path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "empty corpus {}", dir.display());
-    for p in &files {
-        f(&std::fs::read(p).expect("read corpus file"));
-    }
+    svsm_testkit::replay_corpus(&dir, f);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Dev-only helpers shared by the host tests and benchmarks of every crate
 //! (never a dependency of the kernel or the tools themselves): one seeded
 //! PRNG, so that a randomized test reproduces from its seed, and one median,
-//! so that every benchmark reports the same statistic.
+//! so that every benchmark reports the same statistic, and one replay of
+//! the committed fuzz corpora.
 
 use std::time::Instant;
 
@@ -54,6 +55,21 @@ pub fn median_ns(runs: usize, iters: u32, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     median(&mut v).unwrap_or(0.0)
+}
+
+/// Feeds every file of a committed fuzz corpus directory to `target`, in
+/// name order, so each input that once found new coverage stays a
+/// regression test on stable. An empty or missing corpus fails the test.
+pub fn replay_corpus(dir: &std::path::Path, target: fn(&[u8])) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "empty corpus {}", dir.display());
+    for p in &files {
+        target(&std::fs::read(p).expect("read corpus file"));
+    }
 }
 
 #[cfg(test)]
