@@ -153,23 +153,16 @@ macro_rules! capture_regs {
 
 /// The DWARF columns restored for the caller besides rip and rsp: every
 /// general-purpose register but rsp.
-pub(crate) const RESTORED: [Register; 15] = [
-    X86_64::RBP,
-    X86_64::RBX,
-    X86_64::R12,
-    X86_64::R13,
-    X86_64::R14,
-    X86_64::R15,
-    X86_64::RAX,
-    X86_64::RCX,
-    X86_64::RDX,
-    X86_64::RSI,
-    X86_64::RDI,
-    X86_64::R8,
-    X86_64::R9,
-    X86_64::R10,
-    X86_64::R11,
-];
+pub(crate) const RESTORED: [Register; 15] = {
+    // BY_BIT from bit 2 on: one list, so the two orders cannot drift apart.
+    let mut r = [X86_64::RA; 15];
+    let mut i = 0;
+    while i < r.len() {
+        r[i] = BY_BIT[i + 2];
+        i += 1;
+    }
+    r
+};
 
 /// Bit of a tracked register in the validity mask, by DWARF number.
 const BITS: [u32; 17] = [
