@@ -49,11 +49,15 @@ STAGE2_ELF := target/$(TARGET)/$(PROFILE_DIR)/svsm-stage2
 IGVM_BUILD := target/debug/igvm-build
 IGVM := build/$(PROFILE_DIR)/svsm.igvm
 TEST_IGVM := build/$(PROFILE_DIR)/svsm-test.igvm
-export KERNEL_ELF KERNEL_TEST_ELF STAGE2_ELF IGVM TEST_IGVM
+# The test guest the test image carries (hosted with AMD-V: docs/guest-host.md).
+TESTGUEST_ELF := build/$(PROFILE_DIR)/svsm-testguest
+export KERNEL_ELF KERNEL_TEST_ELF STAGE2_ELF IGVM TEST_IGVM TESTGUEST_ELF
+# Host-side cargo commands skip the target-only crates.
+HOST_EXCLUDE := --exclude svsm-kernel --exclude svsm-stage2 --exclude svsm-testguest
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: check-nostd all setup kernel kernel-test host-tools igvm igvm-test run test test-host test-qemu stage2-size \
+.PHONY: check-nostd all setup kernel kernel-test testguest host-tools igvm igvm-test run test test-host test-qemu stage2-size \
         clippy fmt fmt-check check-stable bench clean
 
 all: igvm
@@ -90,6 +94,12 @@ kernel-test:
 	@mkdir -p $(dir $(KERNEL_TEST_ELF))
 	cp $(KERNEL_CARGO_ELF) $(KERNEL_TEST_ELF)
 
+## testguest: the small guest the test image hosts (docs/guest-host.md).
+testguest:
+	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-testguest --target $(TARGET) $(BUILD_STD)
+	@mkdir -p $(dir $(TESTGUEST_ELF))
+	cp target/$(TARGET)/$(PROFILE_DIR)/svsm-testguest $(TESTGUEST_ELF)
+
 host-tools:
 	$(CARGO) build -p igvm-build
 
@@ -97,10 +107,11 @@ igvm: kernel host-tools
 	@mkdir -p $(dir $(IGVM))
 	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) -o $(IGVM)
 
-## igvm-test: the test image (the kernel built with its test cases).
-igvm-test: kernel kernel-test host-tools
+## igvm-test: the test image (the kernel built with its test cases, and
+## the test guest it hosts).
+igvm-test: kernel kernel-test testguest host-tools
 	@mkdir -p $(dir $(TEST_IGVM))
-	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_TEST_ELF) -o $(TEST_IGVM)
+	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_TEST_ELF) --guest $(TESTGUEST_ELF) -o $(TEST_IGVM)
 
 ## run: boot under QEMU; exits 0 when the kernel shuts down with success.
 ## A `test=<case>` in CMDLINE boots the test image.
@@ -113,7 +124,7 @@ stage2-size: igvm
 
 ## test-host: every host crate, and the kernel's pure logic (its lib target).
 test-host:
-	$(CARGO) test --workspace --exclude svsm-kernel --exclude svsm-stage2
+	$(CARGO) test --workspace $(HOST_EXCLUDE)
 	$(CARGO) test -p svsm-kernel --lib
 
 ## In-QEMU tests: one boot per scenario (igvm-build/tests/boot.rs), on the
@@ -123,18 +134,18 @@ test-qemu: igvm igvm-test stackcheck-bin upstream-qemu
 	SVSM_IGVM=$(abspath $(TEST_IGVM)) SVSM_PROD_IGVM=$(abspath $(IGVM)) \
 	  SVSM_KERNEL_ELF=$(abspath $(KERNEL_TEST_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
 	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
-	  $(CARGO) test -p igvm-build --test boot --test upstream --test debug -- --include-ignored --test-threads=2
+	  $(CARGO) test -p igvm-build --test boot --test guest --test upstream --test debug -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \
 	  echo "check-stable: unstable features are not allowed"; exit 1; fi
-	$(CARGO) check --workspace --exclude svsm-kernel --exclude svsm-stage2 --quiet
+	$(CARGO) check --workspace $(HOST_EXCLUDE) --quiet
 	@echo "check-stable: no unstable features"
 
 clippy:
-	$(CARGO) clippy --workspace --exclude svsm-kernel --exclude svsm-stage2 --all-targets -- -D warnings
+	$(CARGO) clippy --workspace $(HOST_EXCLUDE) --all-targets -- -D warnings
 	$(CARGO) clippy -p svsm-kernel --lib --tests -- -D warnings
-	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD) -- -D warnings
+	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 -p svsm-testguest --target $(TARGET) $(BUILD_STD) -- -D warnings
 	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel --features testcases --target $(TARGET) $(BUILD_STD) -- -D warnings
 
 fmt:

@@ -42,6 +42,11 @@ pub struct BuildArgs {
     /// page data), e.g. `test=<name>`; `igvm-build configure` rewrites it.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// A guest ELF (linked in the guest image range of
+    /// `svsm_bootdefs::guest`) that the SVSM hosts with AMD-V on the
+    /// native platform: packaged with its page tables and boot VMSA.
+    #[arg(long)]
+    pub guest: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -399,7 +404,12 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
 pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
-    let img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let mut img = assemble(&stage2, &kernel, &a.cmdline)?;
+    if let Some(g) = &a.guest {
+        let guest = elf::load(g, "guest")?;
+        crate::guest::package(&mut img.pages, &guest)
+            .with_context(|| format!("guest ELF {}", g.display()))?;
+    }
     let file = to_igvm(&img)?;
     let mut out = Vec::new();
     file.serialize(&mut out)

@@ -293,6 +293,9 @@ fn common_args(mem_mib: u64) -> Vec<OsString> {
     [
         "-accel",
         "tcg",
+        // AMD-V with nested paging: the SVSM hosts its guest with VMRUN.
+        "-cpu",
+        "qemu64,+svm,+npt",
         "-nodefaults",
         "-no-reboot",
         "-display",

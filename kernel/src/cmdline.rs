@@ -42,6 +42,14 @@ impl Cmdline {
             .find_map(|w| w.strip_prefix("test="))
     }
 
+    /// `guest=<word>`: handed to the hosted guest as its command line
+    /// (the first one counts), e.g. the scenario a test guest runs.
+    pub fn guest_arg(&self) -> Option<&str> {
+        self.as_str()
+            .split_ascii_whitespace()
+            .find_map(|w| w.strip_prefix("guest="))
+    }
+
     /// The test case to run, if any: an image built without test cases
     /// refuses a command line that asks for one.
     pub fn test_selection(&self, testcases_built: bool) -> Result<Option<&str>, TestRefused<'_>> {
@@ -72,6 +80,16 @@ mod tests {
 
     fn from(s: &[u8]) -> Cmdline {
         Cmdline::copy_from(s.len(), |i| s[i])
+    }
+
+    #[test]
+    fn guest_argument() {
+        assert_eq!(
+            from(b"test=x guest=conformance guest=y").guest_arg(),
+            Some("conformance")
+        );
+        assert_eq!(from(b"test=guest=x").guest_arg(), None);
+        assert_eq!(from(b"").guest_arg(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ const RANKS: &[(&str, u8)] = &[
     ("stacks", 3),
     ("backtrace", 4),
     ("task", 4),
+    ("guest", 4),
     ("fault", 5),
     ("main", 6),
     ("testcases", 6),

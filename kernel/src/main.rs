@@ -10,6 +10,7 @@ mod backtrace;
 mod bootinfo;
 mod cpu;
 mod fault;
+mod guest;
 mod mm;
 mod platform;
 mod serial;
@@ -104,7 +105,7 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     );
     log_cpu_vendor(plat); // the first CPUID
 
-    memory_init(bi, plat);
+    RAM_END.call_once(|| memory_init(bi, plat));
     let ist = ist_init();
     backtrace::init(bi.symtab_virt, bi.symtab_size);
 
@@ -142,7 +143,8 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
 
 /// Validates the kernel's free memory, starts the frame allocator, checks
 /// the loader's memory map and registers the stacks that already exist.
-fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) {
+/// Returns the end of RAM.
+fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) -> u64 {
     // The kernel's free memory must be validated before use (PVALIDATE on
     // SNP, page acceptance on TDX; nothing natively).
     if let Err(e) = plat.validate_pages(
@@ -163,16 +165,19 @@ fn memory_init(bi: &BootInfo, plat: &dyn SvsmPlatform) {
         bi.kernel_region_start,
         bi.kernel_region_end,
     ) {
-        Ok(m) => log::info!(
-            "memory map: {} entries, {} MiB of RAM, up to {:#x}",
-            m.entries,
-            m.ram_bytes >> 20,
+        Ok(m) => {
+            log::info!(
+                "memory map: {} entries, {} MiB of RAM, up to {:#x}",
+                m.entries,
+                m.ram_bytes >> 20,
+                m.ram_end
+            );
+            if let Err(e) = stacks::init(bi) {
+                fatal_boot("stack registry", &e);
+            }
             m.ram_end
-        ),
+        }
         Err(e) => fatal_boot("memory map", &e),
-    }
-    if let Err(e) = stacks::init(bi) {
-        fatal_boot("stack registry", &e);
     }
 }
 
@@ -214,13 +219,30 @@ extern "C" fn ist_self_test(_: u64) {
 }
 
 static CMDLINE: Once<Cmdline> = Once::new();
+/// The end of RAM (from the memory map).
+static RAM_END: Once<u64> = Once::new();
+/// How the hosted guest ended, when one ran.
+static GUEST_EXIT: Once<ExitCode> = Once::new();
 
 extern "C" fn cpu_main(_: u64) {
     if let Err(e) = task::run_task("init", init_task) {
         fatal_boot("init task", &e);
     }
+    if let Err(e) = task::run_task("vcpu-loop", guest_task) {
+        fatal_boot("guest task", &e);
+    }
     stacks::print_high_water_marks();
-    shutdown(ExitCode::Success);
+    shutdown(GUEST_EXIT.get().copied().unwrap_or(ExitCode::Success));
+}
+
+/// Runs the hosted guest (if the image carries one and the CPU has AMD-V
+/// with nested paging) on its own task stack.
+fn guest_task() {
+    let arg = CMDLINE.get().and_then(|c| c.guest_arg()).unwrap_or("");
+    let ram_end = RAM_END.get().copied().unwrap_or(0);
+    if let Some(code) = guest::run(platform::platform(), ram_end, arg) {
+        GUEST_EXIT.call_once(|| code);
+    }
 }
 
 fn init_task() {

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod config;
+pub mod guest;
 pub mod layout;
 pub mod memmap;
 pub mod symtab;
@@ -155,16 +156,20 @@ pub enum ExitCode {
     StackOverflow = 0x14,
     /// Bad boot info / configuration detected at boot (QEMU status 43).
     BootError = 0x15,
+    /// The hosted guest was stopped by the SVSM: an exit it does not
+    /// handle, or an access to memory it may not touch (QEMU status 45).
+    GuestStopped = 0x16,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 6] = [
+    pub const ALL: [ExitCode; 7] = [
         ExitCode::Success,
         ExitCode::TestFailure,
         ExitCode::Panic,
         ExitCode::Exception,
         ExitCode::StackOverflow,
         ExitCode::BootError,
+        ExitCode::GuestStopped,
     ];
 
     /// The exit status QEMU reports for this code.
@@ -184,6 +189,7 @@ impl ExitCode {
             Self::Exception => "exception",
             Self::StackOverflow => "stack-overflow",
             Self::BootError => "boot-error",
+            Self::GuestStopped => "guest-stopped",
         }
     }
 }

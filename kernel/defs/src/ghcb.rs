@@ -103,6 +103,10 @@ pub mod msr_protocol {
     pub const REGISTER_GHCB_RESPONSE: u64 = 0x013;
     pub const PAGE_STATE_REQUEST: u64 = 0x014;
     pub const PAGE_STATE_RESPONSE: u64 = 0x015;
+    /// SNP Run VMPL request: bits 39..32 name the VMPL to run (the SVSM
+    /// call of a lower-privileged guest is this request for VMPL0).
+    pub const RUN_VMPL_REQUEST: u64 = 0x016;
+    pub const RUN_VMPL_RESPONSE: u64 = 0x017;
     pub const HV_FEATURES_REQUEST: u64 = 0x080;
     pub const HV_FEATURES_RESPONSE: u64 = 0x081;
     pub const TERMINATE_REQUEST: u64 = 0x100;

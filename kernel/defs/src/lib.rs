@@ -22,6 +22,7 @@ pub mod msr;
 pub mod paging;
 pub mod secrets;
 pub mod uart;
+pub mod vmcb;
 pub mod vmsa;
 
 pub use addr::{PhysAddr, VirtAddr};

@@ -1,0 +1,234 @@
+//! The #VMEXIT handler: every exit is handled here or ends the guest with a
+//! report. The SVSM computes the next RIP itself (QEMU's emulation never
+//! writes NRIP): IOIO gives it in EXITINFO2; RDMSR, WRMSR and CPUID are two
+//! bytes; VMMCALL is three, and four with the F3 prefix that makes it
+//! VMGEXIT.
+
+use super::memory;
+use super::{Guest, service};
+use svsm_bootdefs::DEBUG_EXIT_PORT;
+use svsm_bootdefs::guest::GUEST_RAM_START;
+use svsm_defs::ghcb::msr_protocol;
+use svsm_defs::msr;
+use svsm_defs::vmcb::{IoioInfo, exit, npf};
+
+/// COM1's data port and its line-status register.
+const COM1: u16 = 0x3f8;
+const COM1_LSR: u16 = COM1 + 5;
+/// LSR: transmitter holding register and transmitter empty.
+const LSR_TX_EMPTY: u64 = 0x60;
+
+const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
+const REP_PREFIX: u8 = 0xf3;
+
+/// Why a guest (or one of its vCPUs) stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest wrote its exit code to the exit port.
+    Exited(u32),
+    /// The vCPU executed HLT (no interrupts ever wake it).
+    Halted,
+    /// The SVSM ended the guest.
+    Killed(Report),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub exit_code: u64,
+    pub info1: u64,
+    pub info2: u64,
+    pub rip: u64,
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for Report {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "exit={:#x} ({}) exitinfo1={:#x} exitinfo2={:#x} rip={:#x}: {}",
+            self.exit_code,
+            exit::name(self.exit_code),
+            self.info1,
+            self.info2,
+            self.rip,
+            self.reason
+        )
+    }
+}
+
+pub enum Flow {
+    Resume,
+    Stop(Stop),
+}
+
+fn kill(g: &mut Guest, vcpu: usize, code: u64, reason: &'static str) -> Flow {
+    let v = &mut g.vcpus[vcpu];
+    let rip = *v.rip();
+    let c = v.control();
+    Flow::Stop(Stop::Killed(Report {
+        exit_code: code,
+        info1: c.exit_info_1,
+        info2: c.exit_info_2,
+        rip,
+        reason,
+    }))
+}
+
+/// Handles the exit `code` of vCPU `vcpu`.
+pub fn handle(g: &mut Guest, vcpu: usize, code: u64) -> Flow {
+    g.exits += 1;
+    match code {
+        exit::IOIO => ioio(g, vcpu),
+        exit::MSR => msr_access(g, vcpu),
+        exit::CPUID => cpuid(g, vcpu),
+        exit::VMMCALL => vmmcall(g, vcpu),
+        exit::HLT => {
+            *g.vcpus[vcpu].rip() += 1;
+            Flow::Stop(Stop::Halted)
+        }
+        exit::NPF => nested_page_fault(g, vcpu),
+        // A physical interrupt ended the run; the SVSM takes none (IF = 0).
+        exit::INTR => Flow::Resume,
+        exit::SHUTDOWN => kill(g, vcpu, code, "the guest shut down (triple fault)"),
+        exit::INVALID => kill(g, vcpu, code, "VMRUN refused the guest state"),
+        0x40..=0x5f => kill(g, vcpu, code, "unhandled exception in the guest"),
+        _ => kill(g, vcpu, code, "exit not handled by the SVSM"),
+    }
+}
+
+fn ioio(g: &mut Guest, vcpu: usize) -> Flow {
+    let (info1, next) = {
+        let c = g.vcpus[vcpu].control();
+        (c.exit_info_1, c.exit_info_2)
+    };
+    let io = IoioInfo::decode(info1);
+    if io.string || io.rep {
+        return kill(g, vcpu, exit::IOIO, "string port I/O is not emulated");
+    }
+    let v = &mut g.vcpus[vcpu];
+    let rax = *v.rax();
+    match (io.port, io.is_in) {
+        (COM1, false) => g.console.put(rax as u8),
+        (COM1_LSR, true) => *v.rax() = (rax & !0xff) | LSR_TX_EMPTY,
+        (p, true) if (COM1..COM1 + 8).contains(&p) => *v.rax() = rax & !0xff,
+        (p, false) if (COM1..COM1 + 8).contains(&p) => {}
+        (DEBUG_EXIT_PORT, false) if io.size == 4 => {
+            *v.rip() = next;
+            return Flow::Stop(Stop::Exited(rax as u32));
+        }
+        _ => {
+            return kill(
+                g,
+                vcpu,
+                exit::IOIO,
+                "port I/O to a port the SVSM does not emulate",
+            );
+        }
+    }
+    *g.vcpus[vcpu].rip() = next;
+    Flow::Resume
+}
+
+fn msr_access(g: &mut Guest, vcpu: usize) -> Flow {
+    let v = &mut g.vcpus[vcpu];
+    let is_write = v.control().exit_info_1 == 1;
+    let ecx = v.gprs.rcx as u32;
+    if ecx != msr::GHCB {
+        return kill(g, vcpu, exit::MSR, "MSR access the SVSM does not emulate");
+    }
+    if is_write {
+        v.ghcb_msr = (v.gprs.rdx << 32) | (*v.rax() & 0xffff_ffff);
+    } else {
+        let val = v.ghcb_msr;
+        *v.rax() = val & 0xffff_ffff;
+        v.gprs.rdx = val >> 32;
+    }
+    *v.rip() += 2;
+    Flow::Resume
+}
+
+fn cpuid(g: &mut Guest, vcpu: usize) -> Flow {
+    let v = &mut g.vcpus[vcpu];
+    let (leaf, sub) = (*v.rax() as u32, v.gprs.rcx as u32);
+    let mut r = g.plat.cpuid(leaf, sub);
+    if leaf == 0x8000_0001 {
+        r.ecx &= !(1 << 2); // the guest sees no SVM: it cannot nest
+    }
+    *v.rax() = r.eax as u64;
+    v.gprs.rbx = r.ebx as u64;
+    v.gprs.rcx = r.ecx as u64;
+    v.gprs.rdx = r.edx as u64;
+    *v.rip() += 2;
+    Flow::Resume
+}
+
+fn vmmcall(g: &mut Guest, vcpu: usize) -> Flow {
+    let mut code = [0u8; 4];
+    let (cr3, rip) = {
+        let v = &mut g.vcpus[vcpu];
+        (v.cr3(), *v.rip())
+    };
+    let n = memory::fetch_code(&g.npt, cr3, rip, &mut code);
+    if n >= 4 && code[0] == REP_PREFIX && code[1..] == VMMCALL {
+        *g.vcpus[vcpu].rip() += 4;
+        return vmgexit(g, vcpu);
+    }
+    if n >= 3 && code[..3] == VMMCALL {
+        // A bare VMMCALL, answered at once: the floor of an exit's cost.
+        let v = &mut g.vcpus[vcpu];
+        *v.rax() = 0;
+        *v.rip() += 3;
+        return Flow::Resume;
+    }
+    kill(
+        g,
+        vcpu,
+        exit::VMMCALL,
+        "VMMCALL exit at bytes that are not VMMCALL",
+    )
+}
+
+/// VMGEXIT: the GHCB MSR holds an MSR-protocol request.
+fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
+    let req = g.vcpus[vcpu].ghcb_msr;
+    match msr_protocol::info(req) {
+        msr_protocol::RUN_VMPL_REQUEST => {
+            // Bits 39..32: the VMPL to run; only the SVSM's (0) exists.
+            let vmpl = (req >> 32) & 0xff;
+            let status = if vmpl == 0 {
+                service::svsm_call(g, vcpu);
+                0
+            } else {
+                1
+            };
+            g.vcpus[vcpu].ghcb_msr = msr_protocol::RUN_VMPL_RESPONSE | (status << 32);
+            Flow::Resume
+        }
+        _ => kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "VMGEXIT with a GHCB request the SVSM does not handle",
+        ),
+    }
+}
+
+fn nested_page_fault(g: &mut Guest, vcpu: usize) -> Flow {
+    let (info1, gpa) = {
+        let c = g.vcpus[vcpu].control();
+        (c.exit_info_1, c.exit_info_2)
+    };
+    let page = gpa & !0xfff;
+    let reason = if gpa < GUEST_RAM_START || !g.npt.is_guest_ram(gpa, 1) {
+        if info1 & npf::WRITE != 0 {
+            "write into SVSM memory"
+        } else {
+            "access to SVSM memory"
+        }
+    } else if g.vcpus.iter().any(|v| v.vmsa_gpa == Some(page)) {
+        "write into a VMSA page"
+    } else {
+        "access to unvalidated guest memory"
+    };
+    kill(g, vcpu, exit::NPF, reason)
+}

@@ -1,0 +1,204 @@
+//! Hosting a guest with AMD-V on the native platform: the SVSM runs the
+//! guest's vCPUs itself with VMRUN, maps guest memory through nested page
+//! tables (SVSM memory is never in them), and serves the guest's SVSM
+//! calls. See docs/guest-host.md.
+//!
+//! The boot vCPU starts from the VMSA igvm-build packaged at
+//! `GUEST_VMSA_GPA`; vCPUs the guest creates (CREATE_VCPU) run on the same
+//! SVSM CPU, switched at every exit.
+
+mod console;
+mod exit;
+mod memory;
+mod npt;
+mod service;
+mod vcpu;
+
+use crate::platform::SvsmPlatform;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use console::GuestConsole;
+use exit::{Flow, Stop};
+use npt::Npt;
+use svsm_bootdefs::ExitCode;
+use svsm_bootdefs::guest::*;
+use svsm_bootdefs::layout::{KERNEL_REGION_END, KERNEL_REGION_START, PAGE_SIZE, phys_to_virt};
+use svsm_defs::secrets::SecretsPage;
+use svsm_defs::vmsa::Vmsa;
+use vcpu::Vcpu;
+use zerocopy::{FromZeros, IntoBytes};
+
+/// The VMPL the hosted guest runs at (as it would under an SVSM on SNP).
+pub const GUEST_VMPL: u8 = 1;
+/// The core protocol version the secrets page advertises.
+const SVSM_MAX_VERSION: u32 = 1;
+
+/// Whether this CPU can host a guest: SVM (CPUID 0x8000_0001 ECX bit 2)
+/// with nested paging (0x8000_000A EDX bit 0).
+pub fn svm_support(plat: &dyn SvsmPlatform) -> Result<(), &'static str> {
+    if plat.cpuid(0x8000_0000, 0).eax < 0x8000_000a {
+        return Err("no CPUID leaf 0x8000_000A");
+    }
+    if plat.cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
+        return Err("the CPU has no SVM (CPUID 0x8000_0001 ECX bit 2)");
+    }
+    if plat.cpuid(0x8000_000a, 0).edx & 1 == 0 {
+        return Err("the CPU has SVM without nested paging (CPUID 0x8000_000A EDX bit 0)");
+    }
+    Ok(())
+}
+
+/// The guest: its memory (NPT), vCPUs and console.
+pub struct Guest {
+    plat: &'static dyn SvsmPlatform,
+    npt: Npt,
+    vcpus: Vec<Box<Vcpu>>,
+    console: GuestConsole,
+    /// Exits handled so far.
+    exits: u64,
+}
+
+/// A zeroed `T` on the heap (page-sized structures never go on a stack).
+fn zeroed_box<T: FromZeros>() -> Box<T> {
+    // SAFETY: all-zero bytes are a valid `T` (`FromZeros`).
+    unsafe { Box::<T>::new_zeroed().assume_init() }
+}
+
+/// The packaged boot VMSA, copied once; `None` when no guest is packaged.
+fn boot_vmsa() -> Option<Box<Vmsa>> {
+    let mut v = zeroed_box::<Vmsa>();
+    let bytes = v.as_mut_bytes();
+    // SAFETY: the boot-VMSA page is SVSM memory inside the direct map,
+    // written only by igvm-build; copied once.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            phys_to_virt(GUEST_VMSA_GPA) as *const u8,
+            bytes.as_mut_ptr(),
+            PAGE_SIZE as usize,
+        )
+    };
+    (v.efer & svsm_defs::cr::Efer::SVME.bits() != 0).then_some(v)
+}
+
+/// Runs the packaged guest, if any, to its end; the SVSM's exit code
+/// follows from how it ended. `None`: there is no guest to run.
+pub fn run(plat: &'static dyn SvsmPlatform, ram_end: u64, cmdline: &str) -> Option<ExitCode> {
+    let Some(vmsa) = boot_vmsa() else {
+        log::info!("guest: none packaged in this image");
+        return None;
+    };
+    if let Err(why) = svm_support(plat) {
+        log::info!("guest: cannot host a guest: {why}");
+        return None;
+    }
+    if vmsa.vmpl != GUEST_VMPL {
+        println_stop(
+            "bad boot VMSA",
+            &format_args!("VMPL {} (expected {GUEST_VMPL})", vmsa.vmpl),
+        );
+        return Some(ExitCode::GuestStopped);
+    }
+    match launch(plat, ram_end, &vmsa, cmdline) {
+        Ok(mut g) => Some(g.run_all()),
+        Err(why) => {
+            println_stop("launch failed", &why);
+            Some(ExitCode::GuestStopped)
+        }
+    }
+}
+
+fn println_stop(what: &str, why: &dyn core::fmt::Display) {
+    crate::println!("GUEST-STOP: {what}: {why}");
+}
+
+fn launch(
+    plat: &'static dyn SvsmPlatform,
+    ram_end: u64,
+    vmsa: &Vmsa,
+    cmdline: &str,
+) -> Result<Guest, &'static str> {
+    vcpu::enable_this_cpu().map_err(|_| "out of memory for the host save area")?;
+    let mut npt = Npt::new(GUEST_RAM_START, ram_end).map_err(|_| "out of memory for the NPT")?;
+    let mut gpa = GUEST_RAM_START;
+    while gpa < GUEST_PREVALIDATED_END.min(ram_end) {
+        npt.map(gpa, true)
+            .map_err(|_| "cannot map the guest's boot memory")?;
+        gpa += PAGE_SIZE;
+    }
+    write_secrets(&npt)?;
+    let mut line = [0u8; GUEST_CMDLINE_SIZE as usize];
+    let n = cmdline.len().min(line.len() - 1);
+    line[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
+    memory::write(&npt, GUEST_CMDLINE_GPA, &line).map_err(|_| "command-line page")?;
+    let v = Vcpu::new(vmsa, npt.root(), GUEST_CAA_GPA).map_err(|_| "out of memory for the VMCB")?;
+    log::info!(
+        "guest: starting at rip {:#x}, RAM {:#x}..{:#x} ({} MiB validated at launch)",
+        vmsa.rip,
+        GUEST_RAM_START,
+        ram_end,
+        (GUEST_PREVALIDATED_END - GUEST_RAM_START) >> 20
+    );
+    Ok(Guest {
+        plat,
+        npt,
+        vcpus: alloc::vec![Box::new(v)],
+        console: GuestConsole::default(),
+        exits: 0,
+    })
+}
+
+/// Fills the SVSM fields of the guest's secrets page (the rest stays zero).
+fn write_secrets(npt: &Npt) -> Result<(), &'static str> {
+    let mut s = zeroed_box::<SecretsPage>();
+    s.svsm_base = KERNEL_REGION_START;
+    s.svsm_size = KERNEL_REGION_END - KERNEL_REGION_START;
+    s.svsm_caa = GUEST_CAA_GPA;
+    s.svsm_max_version = SVSM_MAX_VERSION;
+    s.svsm_guest_vmpl = GUEST_VMPL;
+    memory::write(npt, GUEST_SECRETS_GPA, s.as_bytes()).map_err(|_| "secrets page")
+}
+
+impl Guest {
+    /// Runs the vCPUs, switching at every exit, until the guest exits, is
+    /// stopped, or every vCPU halted.
+    fn run_all(&mut self) -> ExitCode {
+        let mut cur = 0;
+        loop {
+            let code = self.vcpus[cur].run();
+            match exit::handle(self, cur, code) {
+                Flow::Resume => {}
+                Flow::Stop(Stop::Exited(c)) => return self.exited(c),
+                Flow::Stop(Stop::Halted) if self.vcpus.len() == 1 => {
+                    return self.stopped(cur, "every vCPU halted");
+                }
+                Flow::Stop(Stop::Halted) => {
+                    log::info!("guest: vCPU {cur} halted; it is removed");
+                    self.vcpus.remove(cur);
+                }
+                Flow::Stop(Stop::Killed(r)) => {
+                    self.console.flush();
+                    crate::println!("GUEST-STOP vcpu={cur} {r}");
+                    return ExitCode::GuestStopped;
+                }
+            }
+            cur = (cur + 1) % self.vcpus.len();
+        }
+    }
+
+    fn exited(&mut self, code: u32) -> ExitCode {
+        self.console.flush();
+        crate::println!("GUEST-EXIT code={code} exits={}", self.exits);
+        if code == 0 {
+            ExitCode::Success
+        } else {
+            ExitCode::TestFailure
+        }
+    }
+
+    fn stopped(&mut self, vcpu: usize, why: &str) -> ExitCode {
+        self.console.flush();
+        let rip = *self.vcpus[vcpu].rip();
+        crate::println!("GUEST-STOP vcpu={vcpu} rip={rip:#x}: {why}");
+        ExitCode::GuestStopped
+    }
+}

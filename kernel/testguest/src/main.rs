@@ -1,0 +1,148 @@
+//! The test guest: a small no_std program the SVSM hosts with AMD-V on the
+//! native platform (packaged by `igvm-build build --guest`). It finds the
+//! SVSM through its secrets page, as Linux does, calls it as Linux does and
+//! runs the scenario its command line names (the SVSM's `guest=<word>`):
+//!
+//! - `conformance` (default): the protocol conformance suite, one line per case;
+//! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
+//! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
+//! - `bench`: round-trip medians of QUERY_PROTOCOL and of a bare VMMCALL.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod io;
+mod svsm;
+
+use svsm::Svsm;
+use svsm_defs::secrets::SecretsPage;
+
+/// Exit codes the guest writes to the exit port.
+const PASS: u32 = 0;
+const FAIL: u32 = 1;
+
+/// The SVSM as the secrets page describes it.
+struct Found {
+    base: u64,
+    size: u64,
+    caa: u64,
+    max_version: u32,
+    vmpl: u8,
+}
+
+fn find_svsm(secrets: u64) -> Found {
+    // SAFETY: RSI holds the GPA of the secrets page the SVSM filled
+    // (identity mapped); read once into a copy.
+    let s: &SecretsPage = unsafe { &*(secrets as *const SecretsPage) };
+    Found {
+        base: s.svsm_base,
+        size: s.svsm_size,
+        caa: s.svsm_caa,
+        max_version: s.svsm_max_version,
+        vmpl: s.svsm_guest_vmpl,
+    }
+}
+
+fn cmdline(gpa: u64) -> &'static str {
+    // SAFETY: RDI holds the GPA of the NUL-terminated command line the SVSM
+    // copied into a page of guest memory (identity mapped).
+    let bytes = unsafe { core::slice::from_raw_parts(gpa as *const u8, 256) };
+    let n = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+    core::str::from_utf8(&bytes[..n]).unwrap_or("")
+}
+
+#[unsafe(no_mangle)]
+#[unsafe(link_section = ".text.start")]
+extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
+    let f = find_svsm(secrets_gpa);
+    let scenario = cmdline(cmdline_gpa);
+    println!(
+        "test guest: SVSM at {:#x}+{:#x}, CAA {:#x}, max version {}, VMPL {}, scenario {:?}",
+        f.base, f.size, f.caa, f.max_version, f.vmpl, scenario
+    );
+    let svsm = Svsm { caa: f.caa };
+    let code = match scenario {
+        "" | "conformance" => conformance(&svsm),
+        "write-svsm" => write_svsm(&f),
+        "unhandled" => unhandled(),
+        "bench" => bench(&svsm),
+        other => {
+            println!("test guest: unknown scenario {other:?}");
+            FAIL
+        }
+    };
+    io::exit(code)
+}
+
+fn conformance(svsm: &Svsm) -> u32 {
+    // QUERY_PROTOCOL(core, 1).
+    match svsm.call(6, 1, 0, 0, 0) {
+        Ok(r) => {
+            println!(
+                "test guest: QUERY_PROTOCOL rax={:#x} rcx={:#x}",
+                r.rax, r.rcx
+            );
+            PASS
+        }
+        Err(e) => {
+            println!("test guest: call failed: {e:?}");
+            FAIL
+        }
+    }
+}
+
+fn write_svsm(f: &Found) -> u32 {
+    println!("test guest: writing into SVSM memory at {:#x}", f.base);
+    // SAFETY: deliberately not: the SVSM's memory is absent from the nested
+    // page tables, so this write must stop the guest.
+    unsafe { core::ptr::write_volatile(f.base as *mut u64, 0xbad) };
+    println!("test guest: the write into SVSM memory went through");
+    FAIL
+}
+
+fn unhandled() -> u32 {
+    println!("test guest: reading MSR 0x10 (TSC), which the SVSM does not emulate");
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDMSR exits to the SVSM.
+    unsafe { core::arch::asm!("rdmsr", in("ecx") 0x10u32, out("eax") lo, out("edx") hi) };
+    println!("test guest: RDMSR returned {hi:#x}:{lo:#x}");
+    FAIL
+}
+
+/// Round trips per measurement.
+const BENCH_RUNS: usize = 201;
+
+fn median(mut v: [u64; BENCH_RUNS]) -> u64 {
+    v.sort_unstable();
+    v[BENCH_RUNS / 2]
+}
+
+fn bench(svsm: &Svsm) -> u32 {
+    let mut bare = [0u64; BENCH_RUNS];
+    let mut query = [0u64; BENCH_RUNS];
+    for t in bare.iter_mut() {
+        let t0 = io::rdtsc();
+        svsm::bare_vmmcall();
+        *t = io::rdtsc() - t0;
+    }
+    for t in query.iter_mut() {
+        let t0 = io::rdtsc();
+        if svsm.call_once(6, 1, 0, 0, 0).is_err() {
+            return FAIL;
+        }
+        *t = io::rdtsc() - t0;
+    }
+    println!(
+        "BENCH guest-exit: bare VMMCALL median {} cycles, QUERY_PROTOCOL median {} cycles ({} runs each)",
+        median(bare),
+        median(query),
+        BENCH_RUNS
+    );
+    PASS
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    println!("test guest: PANIC: {info}");
+    io::exit(2)
+}
