@@ -296,14 +296,14 @@ mod tests {
             PvalidateEntry::decode(0x800),
             Err(EntryError::ReservedBits(0x800))
         );
-        assert_eq!(MemoryEntry::decode(0x5001).unwrap().size, EntryPageSize::Size2M);
+        assert_eq!(
+            MemoryEntry::decode(0x5001).unwrap().size,
+            EntryPageSize::Size2M
+        );
         assert_eq!(
             MemoryEntry::decode(0x5004),
             Err(EntryError::ReservedBits(4))
         );
-        assert_eq!(
-            MemoryEntry::decode(0x5001).unwrap().encode(),
-            0x5001
-        );
+        assert_eq!(MemoryEntry::decode(0x5001).unwrap().encode(), 0x5001);
     }
 }

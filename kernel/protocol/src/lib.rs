@@ -25,14 +25,14 @@ pub mod core_protocol;
 pub mod error;
 pub mod memory;
 pub mod model;
-pub mod regs;
 pub mod registry;
+pub mod regs;
 pub mod serve;
 
 pub use backend::{CoreBackend, GpaRange, PvalidateDone, VcpuId};
 pub use core_protocol::CoreProtocol;
 pub use error::CallError;
 pub use memory::{GuestMemory, MemError};
-pub use regs::{CallRegs, OutRegs};
 pub use registry::{Protocol, Registry, Request, VersionRange};
+pub use regs::{CallRegs, OutRegs};
 pub use serve::{CallContext, Outcome, serve};

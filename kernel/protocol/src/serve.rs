@@ -2,8 +2,8 @@
 
 use crate::backend::{CoreBackend, VcpuId};
 use crate::memory::{GuestMemory, MemError, read_obj};
-use crate::regs::{CallRegs, OutRegs};
 use crate::registry::{Registry, Request};
+use crate::regs::{CallRegs, OutRegs};
 use svsm_defs::svsm::{CallingAreaHeader, result};
 
 /// Which vCPU calls, and where its Calling Area is.

@@ -1,2 +1,0 @@
-//! The conformance suite: named cases as data, and a runner generic over
-//! how a call is made.
