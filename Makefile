@@ -84,8 +84,12 @@ setup:
 	@echo "setup: toolchain $(PINNED), target $(TARGET), $$(qemu-system-x86_64 --version | head -1)"
 	@$(MAKE) --no-print-directory upstream-qemu
 
+# stage2 builds on its own: built together with the kernel, it would get
+# the kernel's dependency features (zerocopy's `alloc`), and with them a
+# heap it does not have.
 kernel:
-	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 --target $(TARGET) $(BUILD_STD)
+	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-kernel --target $(TARGET) $(BUILD_STD)
+	$(TARGET_CARGO) build $(PROFILE_FLAG) -p svsm-stage2 --target $(TARGET) $(BUILD_STD)
 	@mkdir -p $(dir $(KERNEL_ELF))
 	cp $(KERNEL_CARGO_ELF) $(KERNEL_ELF)
 
@@ -145,7 +149,8 @@ check-stable:
 clippy:
 	$(CARGO) clippy --workspace $(HOST_EXCLUDE) --all-targets -- -D warnings
 	$(CARGO) clippy -p svsm-kernel --lib --tests -- -D warnings
-	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel -p svsm-stage2 -p svsm-testguest --target $(TARGET) $(BUILD_STD) -- -D warnings
+	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel -p svsm-testguest --target $(TARGET) $(BUILD_STD) -- -D warnings
+	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-stage2 --target $(TARGET) $(BUILD_STD) -- -D warnings
 	$(TARGET_CARGO) clippy $(PROFILE_FLAG) -p svsm-kernel --features testcases --target $(TARGET) $(BUILD_STD) -- -D warnings
 
 fmt:

@@ -55,7 +55,7 @@ fn write_page_tables(pages: &mut Pages) {
     pages.write(pml4, &(pdpt | table).to_le_bytes(), PAGE_SIZE);
     pages.write(pdpt, &(pd | table).to_le_bytes(), PAGE_SIZE);
     let entries: Vec<u8> = (0..GUEST_IDENTITY_SIZE / LARGE_PAGE_SIZE)
-        .flat_map(|i| (i * LARGE_PAGE_SIZE | table | PteFlags::HUGE.bits()).to_le_bytes())
+        .flat_map(|i| ((i * LARGE_PAGE_SIZE) | table | PteFlags::HUGE.bits()).to_le_bytes())
         .collect();
     pages.write(pd, &entries, PAGE_SIZE);
 }

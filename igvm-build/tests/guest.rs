@@ -52,16 +52,97 @@ fn stop_report(out: &BootOutcome) -> String {
 #[test]
 #[ignore = "needs the test image: make test-qemu"]
 fn guest_finds_the_svsm_through_its_secrets_page() {
-    let out = boot_guest("conformance");
+    let out = boot_guest("unknown-scenario");
     let found = lines(&out, "guest: test guest: SVSM at");
     assert_eq!(
         found,
         [
-            "guest: test guest: SVSM at 0x1000000+0x4000000, CAA 0x5004000, max version 1, VMPL 1, scenario \"conformance\""
+            "guest: test guest: SVSM at 0x1000000+0x4000000, CAA 0x5004000, max version 1, VMPL 1, scenario \"unknown-scenario\""
         ],
         "serial:\n{}",
         out.serial
     );
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn guest_runs_the_conformance_suite_and_every_case_passes() {
+    let out = boot_guest("conformance");
+    expect_exit(&out, ExitCode::Success);
+    let cases = lines(&out, "guest: CASE ");
+    let summary = lines(&out, "guest: CONFORMANCE: ");
+    assert_eq!(summary.len(), 1, "serial:\n{}", out.serial);
+    let n: usize = summary[0]
+        .strip_prefix("guest: CONFORMANCE: ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+        .expect("case count");
+    assert!(n >= 50, "only {n} cases");
+    assert_eq!(
+        summary[0],
+        format!("guest: CONFORMANCE: {n} cases, {n} passed, 0 failed")
+    );
+    assert_eq!(cases.len(), n, "one line per case; serial:\n{}", out.serial);
+    let failed: Vec<_> = cases.iter().filter(|l| !l.contains(" PASS ")).collect();
+    assert!(failed.is_empty(), "failed cases: {failed:#?}");
+    // Every core call is exercised, and the created vCPU really ran.
+    for call in [
+        "REMAP_CA",
+        "PVALIDATE",
+        "CREATE_VCPU",
+        "DELETE_VCPU",
+        "DEPOSIT_MEM",
+        "WITHDRAW_MEM",
+        "QUERY_PROTOCOL",
+        "CONFIGURE_VTOM",
+    ] {
+        assert!(
+            cases.iter().any(|l| l.contains(&format!(" call={call} "))),
+            "no case for {call}"
+        );
+    }
+    assert!(
+        out.serial
+            .contains("guest: vCPU 1 (APIC ID 1) starts at rip")
+    );
+    assert!(out.serial.contains("guest: vCPU 1 halted at rip"));
+    assert!(lines(&out, "GUEST-EXIT code=0 ").len() == 1);
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn a_wrong_expectation_fails_the_suite() {
+    let out = boot_guest("wrong-expectation");
+    expect_exit(&out, ExitCode::TestFailure);
+    let cases = lines(&out, "guest: CASE deliberately_wrong_expectation ");
+    assert_eq!(
+        cases,
+        [
+            "guest: CASE deliberately_wrong_expectation call=QUERY_PROTOCOL FAIL step=0 rcx=0x100000001 expected 0x0"
+        ],
+        "serial:\n{}",
+        out.serial
+    );
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn guest_write_into_its_vmsa_page_is_stopped() {
+    let out = boot_guest("write-vmsa");
+    expect_exit(&out, ExitCode::GuestStopped);
+    assert!(
+        out.serial.contains("CREATE_VCPU rax=0x0;"),
+        "serial:\n{}",
+        out.serial
+    );
+    let r = stop_report(&out);
+    assert!(r.contains("exit=0x400 (NPF)"), "{r}");
+    assert!(
+        r.contains("exitinfo2=0x5803178"),
+        "the VMSA's RIP field: {r}"
+    );
+    assert!(r.ends_with("write into a VMSA page"), "{r}");
+    assert!(!out.serial.contains("went through"));
 }
 
 #[test]

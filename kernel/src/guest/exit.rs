@@ -62,7 +62,7 @@ pub enum Flow {
 }
 
 fn kill(g: &mut Guest, vcpu: usize, code: u64, reason: &'static str) -> Flow {
-    let v = &mut g.vcpus[vcpu];
+    let v = g.vcpu(vcpu);
     let rip = *v.rip();
     let c = v.control();
     Flow::Stop(Stop::Killed(Report {
@@ -83,7 +83,7 @@ pub fn handle(g: &mut Guest, vcpu: usize, code: u64) -> Flow {
         exit::CPUID => cpuid(g, vcpu),
         exit::VMMCALL => vmmcall(g, vcpu),
         exit::HLT => {
-            *g.vcpus[vcpu].rip() += 1;
+            *g.vcpu(vcpu).rip() += 1;
             Flow::Stop(Stop::Halted)
         }
         exit::NPF => nested_page_fault(g, vcpu),
@@ -98,14 +98,14 @@ pub fn handle(g: &mut Guest, vcpu: usize, code: u64) -> Flow {
 
 fn ioio(g: &mut Guest, vcpu: usize) -> Flow {
     let (info1, next) = {
-        let c = g.vcpus[vcpu].control();
+        let c = g.vcpu(vcpu).control();
         (c.exit_info_1, c.exit_info_2)
     };
     let io = IoioInfo::decode(info1);
     if io.string || io.rep {
         return kill(g, vcpu, exit::IOIO, "string port I/O is not emulated");
     }
-    let v = &mut g.vcpus[vcpu];
+    let v = g.vcpu(vcpu);
     let rax = *v.rax();
     match (io.port, io.is_in) {
         (COM1, false) => g.console.put(rax as u8),
@@ -125,12 +125,12 @@ fn ioio(g: &mut Guest, vcpu: usize) -> Flow {
             );
         }
     }
-    *g.vcpus[vcpu].rip() = next;
+    *g.vcpu(vcpu).rip() = next;
     Flow::Resume
 }
 
 fn msr_access(g: &mut Guest, vcpu: usize) -> Flow {
-    let v = &mut g.vcpus[vcpu];
+    let v = g.vcpu(vcpu);
     let is_write = v.control().exit_info_1 == 1;
     let ecx = v.gprs.rcx as u32;
     if ecx != msr::GHCB {
@@ -148,9 +148,10 @@ fn msr_access(g: &mut Guest, vcpu: usize) -> Flow {
 }
 
 fn cpuid(g: &mut Guest, vcpu: usize) -> Flow {
-    let v = &mut g.vcpus[vcpu];
+    let plat = g.plat;
+    let v = g.vcpu(vcpu);
     let (leaf, sub) = (*v.rax() as u32, v.gprs.rcx as u32);
-    let mut r = g.plat.cpuid(leaf, sub);
+    let mut r = plat.cpuid(leaf, sub);
     if leaf == 0x8000_0001 {
         r.ecx &= !(1 << 2); // the guest sees no SVM: it cannot nest
     }
@@ -165,17 +166,17 @@ fn cpuid(g: &mut Guest, vcpu: usize) -> Flow {
 fn vmmcall(g: &mut Guest, vcpu: usize) -> Flow {
     let mut code = [0u8; 4];
     let (cr3, rip) = {
-        let v = &mut g.vcpus[vcpu];
+        let v = g.vcpu(vcpu);
         (v.cr3(), *v.rip())
     };
-    let n = memory::fetch_code(&g.npt, cr3, rip, &mut code);
+    let n = memory::fetch_code(&g.backend.shared.lock().npt, cr3, rip, &mut code);
     if n >= 4 && code[0] == REP_PREFIX && code[1..] == VMMCALL {
-        *g.vcpus[vcpu].rip() += 4;
+        *g.vcpu(vcpu).rip() += 4;
         return vmgexit(g, vcpu);
     }
     if n >= 3 && code[..3] == VMMCALL {
         // A bare VMMCALL, answered at once: the floor of an exit's cost.
-        let v = &mut g.vcpus[vcpu];
+        let v = g.vcpu(vcpu);
         *v.rax() = 0;
         *v.rip() += 3;
         return Flow::Resume;
@@ -190,18 +191,27 @@ fn vmmcall(g: &mut Guest, vcpu: usize) -> Flow {
 
 /// VMGEXIT: the GHCB MSR holds an MSR-protocol request.
 fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
-    let req = g.vcpus[vcpu].ghcb_msr;
+    let req = g.vcpu(vcpu).ghcb_msr;
     match msr_protocol::info(req) {
         msr_protocol::RUN_VMPL_REQUEST => {
             // Bits 39..32: the VMPL to run; only the SVSM's (0) exists.
             let vmpl = (req >> 32) & 0xff;
-            let status = if vmpl == 0 {
-                service::svsm_call(g, vcpu);
-                0
-            } else {
+            let status = if vmpl != 0 {
                 1
+            } else if let Err(service::CallingAreaFault(gpa)) = service::svsm_call(g, vcpu) {
+                crate::println!(
+                    "guest: vCPU {vcpu}: its calling area at {gpa:#x} is not guest RAM"
+                );
+                return kill(
+                    g,
+                    vcpu,
+                    exit::VMMCALL,
+                    "SVSM call with an unusable calling area",
+                );
+            } else {
+                0
             };
-            g.vcpus[vcpu].ghcb_msr = msr_protocol::RUN_VMPL_RESPONSE | (status << 32);
+            g.vcpu(vcpu).ghcb_msr = msr_protocol::RUN_VMPL_RESPONSE | (status << 32);
             Flow::Resume
         }
         _ => kill(
@@ -215,20 +225,24 @@ fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
 
 fn nested_page_fault(g: &mut Guest, vcpu: usize) -> Flow {
     let (info1, gpa) = {
-        let c = g.vcpus[vcpu].control();
+        let c = g.vcpu(vcpu).control();
         (c.exit_info_1, c.exit_info_2)
     };
     let page = gpa & !0xfff;
-    let reason = if gpa < GUEST_RAM_START || !g.npt.is_guest_ram(gpa, 1) {
+    let s = g.backend.shared.lock();
+    let reason = if gpa < GUEST_RAM_START || !s.npt.is_guest_ram(gpa, 1) {
         if info1 & npf::WRITE != 0 {
             "write into SVSM memory"
         } else {
             "access to SVSM memory"
         }
-    } else if g.vcpus.iter().any(|v| v.vmsa_gpa == Some(page)) {
+    } else if s.is_sealed(page) {
         "write into a VMSA page"
+    } else if s.covering(page).is_some() {
+        "access to a page the guest gave to the SVSM"
     } else {
         "access to unvalidated guest memory"
     };
+    drop(s);
     kill(g, vcpu, exit::NPF, reason)
 }

@@ -1,10 +1,14 @@
 //! Copy-only access to guest memory: bytes are copied in or out through
-//! the direct map, page by page, and only for pages the guest's nested
-//! page tables map (validated guest RAM). No reference into guest memory
-//! leaves this module.
+//! the direct map and only for guest RAM: the guest's own view (pages its
+//! nested page tables map) for instruction fetches and the launch, the
+//! protocol's view (validated pages, `ProtocolMem`) for SVSM calls. No
+//! reference into guest memory leaves this module.
 
+use super::backend::Shared;
 use super::npt::Npt;
+use spin::Mutex;
 use svsm_bootdefs::layout::{PAGE_SIZE, phys_to_virt};
+use svsm_protocol::{GuestMemory, MemError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadGpa(pub u64);
@@ -49,18 +53,6 @@ pub fn write(npt: &Npt, gpa: u64, data: &[u8]) -> Result<(), BadGpa> {
     Ok(())
 }
 
-/// Zeroes the guest page at `gpa` (validated or not: PVALIDATE zeroes a
-/// page as it maps it). The page must be guest RAM.
-#[allow(dead_code)] // PVALIDATE (the protocol backend)
-pub fn zero_page(npt: &Npt, gpa: u64) -> Result<(), BadGpa> {
-    if !npt.is_guest_ram(gpa, PAGE_SIZE) || gpa % PAGE_SIZE != 0 {
-        return Err(BadGpa(gpa));
-    }
-    // SAFETY: a whole page of guest RAM inside the direct map.
-    unsafe { core::ptr::write_bytes(phys_to_virt(gpa) as *mut u8, 0, PAGE_SIZE as usize) };
-    Ok(())
-}
-
 pub fn read_u64(npt: &Npt, gpa: u64) -> Result<u64, BadGpa> {
     let mut b = [0u8; 8];
     read(npt, gpa, &mut b)?;
@@ -93,4 +85,59 @@ pub fn fetch_code(npt: &Npt, cr3: u64, rip: u64, buf: &mut [u8]) -> usize {
         n += take;
     }
     n
+}
+
+/// Guest memory as the protocol handlers reach it: validated guest RAM,
+/// copied; writes never reach a sealed VMSA page.
+pub struct ProtocolMem<'a>(pub &'a Mutex<Shared>);
+
+impl ProtocolMem<'_> {
+    fn check(&self, gpa: u64, len: u64, write: bool) -> Result<(), MemError> {
+        let err = MemError { gpa, len };
+        let end = gpa.checked_add(len).ok_or(err)?;
+        let s = self.0.lock();
+        if !s.npt.is_guest_ram(gpa, len) {
+            return Err(err);
+        }
+        let mut p = gpa & !(PAGE_SIZE - 1);
+        while p < end {
+            if s.covering(p).is_none() || (write && s.is_sealed(p)) {
+                return Err(err);
+            }
+            p += PAGE_SIZE;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for ProtocolMem<'_> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.check(gpa, buf.len() as u64, false)?;
+        // SAFETY: validated guest RAM inside the direct map (checked); the
+        // guest is not running while the SVSM serves its call.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(gpa) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        Ok(())
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        self.check(gpa, data.len() as u64, true)?;
+        // SAFETY: as in `read`; never SVSM memory, never a sealed VMSA.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), phys_to_virt(gpa) as *mut u8, data.len())
+        };
+        Ok(())
+    }
+
+    fn zero(&mut self, gpa: u64, len: u64) -> Result<(), MemError> {
+        self.check(gpa, len, true)?;
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::write_bytes(phys_to_virt(gpa) as *mut u8, 0, len as usize) };
+        Ok(())
+    }
 }

@@ -7,6 +7,7 @@
 //! `GUEST_VMSA_GPA`; vCPUs the guest creates (CREATE_VCPU) run on the same
 //! SVSM CPU, switched at every exit.
 
+mod backend;
 mod console;
 mod exit;
 mod memory;
@@ -17,6 +18,7 @@ mod vcpu;
 use crate::platform::SvsmPlatform;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use backend::{NativeBackend, Slot};
 use console::GuestConsole;
 use exit::{Flow, Stop};
 use npt::Npt;
@@ -25,11 +27,15 @@ use svsm_bootdefs::guest::*;
 use svsm_bootdefs::layout::{KERNEL_REGION_END, KERNEL_REGION_START, PAGE_SIZE, phys_to_virt};
 use svsm_defs::secrets::SecretsPage;
 use svsm_defs::vmsa::Vmsa;
+use svsm_protocol::{CoreProtocol, Registry};
 use vcpu::Vcpu;
 use zerocopy::{FromZeros, IntoBytes};
 
 /// The VMPL the hosted guest runs at (as it would under an SVSM on SNP).
 pub const GUEST_VMPL: u8 = 1;
+/// PVALIDATE entries per call before it returns INCOMPLETE (the guest
+/// retries), so a long list is served in slices.
+const PVALIDATE_BUDGET: u16 = 64;
 /// The core protocol version the secrets page advertises.
 const SVSM_MAX_VERSION: u32 = 1;
 
@@ -48,11 +54,15 @@ pub fn svm_support(plat: &dyn SvsmPlatform) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The guest: its memory (NPT), vCPUs and console.
+/// The guest: its memory and vCPU records (the backend), the VMCBs of its
+/// vCPUs (indexed like the backend's slots; `None` once deleted or
+/// halted), and its console.
 pub struct Guest {
     plat: &'static dyn SvsmPlatform,
-    npt: Npt,
-    vcpus: Vec<Box<Vcpu>>,
+    backend: NativeBackend,
+    /// The protocols this SVSM serves (the core protocol, version 1).
+    registry: Registry<'static>,
+    vcpus: Vec<Option<Box<Vcpu>>>,
     console: GuestConsole,
     /// Exits handled so far.
     exits: u64,
@@ -119,8 +129,9 @@ fn launch(
 ) -> Result<Guest, &'static str> {
     vcpu::enable_this_cpu().map_err(|_| "out of memory for the host save area")?;
     let mut npt = Npt::new(GUEST_RAM_START, ram_end).map_err(|_| "out of memory for the NPT")?;
+    let prevalidated_end = GUEST_PREVALIDATED_END.min(ram_end);
     let mut gpa = GUEST_RAM_START;
-    while gpa < GUEST_PREVALIDATED_END.min(ram_end) {
+    while gpa < prevalidated_end {
         npt.map(gpa, true)
             .map_err(|_| "cannot map the guest's boot memory")?;
         gpa += PAGE_SIZE;
@@ -130,21 +141,40 @@ fn launch(
     let n = cmdline.len().min(line.len() - 1);
     line[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
     memory::write(&npt, GUEST_CMDLINE_GPA, &line).map_err(|_| "command-line page")?;
-    let v = Vcpu::new(vmsa, npt.root(), GUEST_CAA_GPA).map_err(|_| "out of memory for the VMCB")?;
+    let v = Vcpu::new(vmsa, npt.root()).map_err(|_| "out of memory for the VMCB")?;
+    let backend = NativeBackend::new(npt, GUEST_RAM_START, ram_end, prevalidated_end, GUEST_VMPL);
+    backend.shared.lock().slots.push(Slot {
+        caa: GUEST_CAA_GPA,
+        vmsa_gpa: None,
+        apic_id: 0,
+        start: None,
+        deleted: false,
+    });
     log::info!(
         "guest: starting at rip {:#x}, RAM {:#x}..{:#x} ({} MiB validated at launch)",
         vmsa.rip,
         GUEST_RAM_START,
         ram_end,
-        (GUEST_PREVALIDATED_END - GUEST_RAM_START) >> 20
+        (prevalidated_end - GUEST_RAM_START) >> 20
     );
     Ok(Guest {
         plat,
-        npt,
-        vcpus: alloc::vec![Box::new(v)],
+        backend,
+        registry: registry(),
+        vcpus: alloc::vec![Some(Box::new(v))],
         console: GuestConsole::default(),
         exits: 0,
     })
+}
+
+/// The core protocol: one instance, its locks shared by every vCPU.
+static CORE: CoreProtocol = CoreProtocol::new(PVALIDATE_BUDGET);
+
+fn registry() -> Registry<'static> {
+    let mut r = Registry::new();
+    r.register(&CORE).expect("one core protocol");
+    r.enable(0, CoreProtocol::VERSIONS).expect("core versions");
+    r
 }
 
 /// Fills the SVSM fields of the guest's secrets page (the rest stays zero).
@@ -164,16 +194,19 @@ impl Guest {
     fn run_all(&mut self) -> ExitCode {
         let mut cur = 0;
         loop {
-            let code = self.vcpus[cur].run();
+            self.sync_vcpus();
+            let Some(next) = self.next_runnable(cur) else {
+                return self.stopped("every vCPU halted");
+            };
+            cur = next;
+            let code = self.vcpus[cur].as_mut().expect("runnable").run();
             match exit::handle(self, cur, code) {
                 Flow::Resume => {}
                 Flow::Stop(Stop::Exited(c)) => return self.exited(c),
-                Flow::Stop(Stop::Halted) if self.vcpus.len() == 1 => {
-                    return self.stopped(cur, "every vCPU halted");
-                }
                 Flow::Stop(Stop::Halted) => {
-                    log::info!("guest: vCPU {cur} halted; it is removed");
-                    self.vcpus.remove(cur);
+                    let rip = *self.vcpu(cur).rip();
+                    log::info!("guest: vCPU {cur} halted at rip {rip:#x}");
+                    self.vcpus[cur] = None;
                 }
                 Flow::Stop(Stop::Killed(r)) => {
                     self.console.flush();
@@ -181,7 +214,50 @@ impl Guest {
                     return ExitCode::GuestStopped;
                 }
             }
-            cur = (cur + 1) % self.vcpus.len();
+            cur += 1;
+        }
+    }
+
+    fn vcpu(&mut self, i: usize) -> &mut Vcpu {
+        self.vcpus[i].as_mut().expect("a running vCPU")
+    }
+
+    /// The first vCPU from `from` on (round robin) that has a VMCB.
+    fn next_runnable(&self, from: usize) -> Option<usize> {
+        let n = self.vcpus.len();
+        (0..n)
+            .map(|k| (from + k) % n)
+            .find(|&i| self.vcpus[i].is_some())
+    }
+
+    /// Builds the VMCBs of vCPUs CREATE_VCPU added, drops those of deleted
+    /// ones, and passes a pending TLB flush to every vCPU.
+    fn sync_vcpus(&mut self) {
+        let mut s = self.backend.shared.lock();
+        let root = s.npt.root();
+        let flush = core::mem::take(&mut s.flush);
+        for (i, slot) in s.slots.iter_mut().enumerate() {
+            if i >= self.vcpus.len() {
+                self.vcpus.push(None);
+            }
+            if slot.deleted {
+                self.vcpus[i] = None;
+            } else if let Some(vmsa) = slot.start.take() {
+                match Vcpu::new(&vmsa, root) {
+                    Ok(v) => {
+                        log::info!(
+                            "guest: vCPU {i} (APIC ID {}) starts at rip {:#x}",
+                            slot.apic_id,
+                            vmsa.rip
+                        );
+                        self.vcpus[i] = Some(Box::new(v));
+                    }
+                    Err(_) => log::error!("guest: vCPU {i}: out of memory for its VMCB"),
+                }
+            }
+        }
+        if flush {
+            self.vcpus.iter_mut().flatten().for_each(|v| v.flush_tlb());
         }
     }
 
@@ -195,10 +271,9 @@ impl Guest {
         }
     }
 
-    fn stopped(&mut self, vcpu: usize, why: &str) -> ExitCode {
+    fn stopped(&mut self, why: &str) -> ExitCode {
         self.console.flush();
-        let rip = *self.vcpus[vcpu].rip();
-        crate::println!("GUEST-STOP vcpu={vcpu} rip={rip:#x}: {why}");
+        crate::println!("GUEST-STOP: {why}");
         ExitCode::GuestStopped
     }
 }

@@ -88,7 +88,6 @@ impl Npt {
         Ok(())
     }
 
-    #[allow(dead_code)] // PVALIDATE (the protocol backend)
     /// Unmaps `gpa`; whether it was mapped. The caller flushes the guest's
     /// TLB (TLB_CONTROL) before the guest runs again.
     pub fn unmap(&mut self, gpa: u64) -> bool {
@@ -119,10 +118,5 @@ impl Npt {
             e & PteFlags::PRESENT.bits() != 0,
             e & PteFlags::WRITABLE.bits() != 0,
         )
-    }
-
-    #[allow(dead_code)] // PVALIDATE (the protocol backend)
-    pub fn is_mapped(&self, gpa: u64) -> bool {
-        self.state(gpa).0
     }
 }

@@ -1,19 +1,40 @@
-//! The guest's SVSM calls: VMGEXIT with the MSR-protocol Run VMPL request.
-//! Until the protocol crate is wired in, a pending call is answered with
-//! UNSUPPORTED_PROTOCOL.
+//! The guest's SVSM calls (VMGEXIT with the MSR-protocol Run VMPL request):
+//! one step of the vCPU's request loop, `svsm_protocol::serve`, with the
+//! native backend and copy-only guest memory.
 
-use super::{Guest, memory};
+use super::Guest;
+use super::memory::ProtocolMem;
+use svsm_protocol::{CallContext, CallRegs, Outcome, VcpuId, serve};
 
-const UNSUPPORTED_PROTOCOL: u64 = 0x8000_0001;
+/// Why a call could not be served.
+pub struct CallingAreaFault(pub u64);
 
-/// Serves the SVSM call vCPU `vcpu` made; its registers carry the request.
-pub fn svsm_call(g: &mut Guest, vcpu: usize) {
-    let caa = g.vcpus[vcpu].caa_gpa;
-    let mut pending = [0u8; 1];
-    if memory::read(&g.npt, caa, &mut pending).is_err() || pending[0] == 0 {
-        return;
-    }
-    if memory::write(&g.npt, caa, &[0]).is_ok() {
-        *g.vcpus[vcpu].rax() = UNSUPPORTED_PROTOCOL;
+/// Serves the SVSM call vCPU `vcpu` made; its registers carry the request
+/// and receive RAX, RCX, RDX and R8.
+pub fn svsm_call(g: &mut Guest, vcpu: usize) -> Result<(), CallingAreaFault> {
+    let caa = g.backend.shared.lock().slots[vcpu].caa;
+    let v = g.vcpus[vcpu].as_mut().expect("a running vCPU");
+    let regs = CallRegs {
+        rax: *v.rax(),
+        rcx: v.gprs.rcx,
+        rdx: v.gprs.rdx,
+        r8: v.gprs.r8,
+        r9: v.gprs.r9,
+    };
+    let ctx = CallContext {
+        vcpu: VcpuId(vcpu as u32),
+        ca_gpa: caa,
+    };
+    let mut mem = ProtocolMem(&g.backend.shared);
+    match serve(ctx, &regs, &mut mem, &g.backend, &g.registry) {
+        Outcome::NoCall => Ok(()),
+        Outcome::Served(out) => {
+            *v.rax() = out.rax;
+            v.gprs.rcx = out.rcx;
+            v.gprs.rdx = out.rdx;
+            v.gprs.r8 = out.r8;
+            Ok(())
+        }
+        Outcome::CallingAreaFault(e) => Err(CallingAreaFault(e.gpa)),
     }
 }

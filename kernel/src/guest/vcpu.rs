@@ -71,18 +71,12 @@ pub struct Vcpu {
     /// The guest's GHCB MSR (0xC001_0130): an MSR-protocol request, the
     /// SVSM's response, or a GHCB GPA.
     pub ghcb_msr: u64,
-    /// The GPA of this vCPU's calling area.
-    pub caa_gpa: u64,
-    /// The guest page holding this vCPU's VMSA (CREATE_VCPU), if any.
-    pub vmsa_gpa: Option<u64>,
-    #[allow(dead_code)] // CREATE_VCPU (the protocol backend)
-    pub apic_id: u32,
 }
 
 impl Vcpu {
     /// A vCPU starting from `vmsa` (a copy; its SVM part goes into a fresh
     /// VMCB, its other general-purpose registers into `gprs`).
-    pub fn new(vmsa: &Vmsa, n_cr3: u64, caa_gpa: u64) -> Result<Self, SetupError> {
+    pub fn new(vmsa: &Vmsa, n_cr3: u64) -> Result<Self, SetupError> {
         let (iopm, msrpm) = permission_maps()?;
         let vmcb_pa = frames::alloc_frame()
             .ok_or(SetupError::OutOfMemory)?
@@ -106,9 +100,6 @@ impl Vcpu {
                 r15: vmsa.r15,
             },
             ghcb_msr: 0,
-            caa_gpa,
-            vmsa_gpa: None,
-            apic_id: 0,
         };
         v.page()[VMCB_SAVE_OFFSET..VMCB_SAVE_OFFSET + SVM_SAVE_BYTES]
             .copy_from_slice(&vmsa.as_bytes()[..SVM_SAVE_BYTES]);
@@ -167,7 +158,6 @@ impl Vcpu {
         *self.save_u64(offset_of!(Vmsa, cr3))
     }
 
-    #[allow(dead_code)] // PVALIDATE (the protocol backend)
     /// Flushes the guest's translations on the next VMRUN (after an NPT
     /// entry was removed or made read-only).
     pub fn flush_tlb(&mut self) {

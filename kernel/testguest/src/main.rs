@@ -4,22 +4,29 @@
 //! runs the scenario its command line names (the SVSM's `guest=<word>`):
 //!
 //! - `conformance` (default): the protocol conformance suite, one line per case;
+//! - `wrong-expectation`: a case with a wrong expected value, which must fail;
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
+//! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
 //! - `bench`: round-trip medians of QUERY_PROTOCOL and of a bare VMMCALL.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
+mod conformance;
+mod heap;
 mod io;
 mod svsm;
 
+use conformance::GuestCaller;
 use svsm::Svsm;
 use svsm_defs::secrets::SecretsPage;
 
 /// Exit codes the guest writes to the exit port.
 const PASS: u32 = 0;
-const FAIL: u32 = 1;
+pub(crate) const FAIL: u32 = 1;
 
 /// The SVSM as the secrets page describes it.
 struct Found {
@@ -61,9 +68,24 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         f.base, f.size, f.caa, f.max_version, f.vmpl, scenario
     );
     let svsm = Svsm { caa: f.caa };
+    let env = conformance::env(f.caa, f.base);
+    let mut caller = GuestCaller {
+        svsm: Svsm { caa: f.caa },
+        vmpl: f.vmpl,
+    };
     let code = match scenario {
-        "" | "conformance" => conformance(&svsm),
+        "" | "conformance" => match conformance::run(&mut caller, &env) {
+            0 => PASS,
+            _ => FAIL,
+        },
+        "wrong-expectation" => {
+            if conformance::run_wrong(&mut caller, &env) {
+                println!("test guest: the wrong expectation was caught");
+            }
+            FAIL
+        }
         "write-svsm" => write_svsm(&f),
+        "write-vmsa" => write_vmsa(&mut caller),
         "unhandled" => unhandled(),
         "bench" => bench(&svsm),
         other => {
@@ -74,21 +96,28 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
     io::exit(code)
 }
 
-fn conformance(svsm: &Svsm) -> u32 {
-    // QUERY_PROTOCOL(core, 1).
-    match svsm.call(6, 1, 0, 0, 0) {
-        Ok(r) => {
-            println!(
-                "test guest: QUERY_PROTOCOL rax={:#x} rcx={:#x}",
-                r.rax, r.rcx
-            );
-            PASS
-        }
-        Err(e) => {
-            println!("test guest: call failed: {e:?}");
-            FAIL
-        }
-    }
+/// CREATE_VCPU with a VMSA in the scratch region, then a write into that
+/// page: the SVSM must stop the guest.
+fn write_vmsa(c: &mut GuestCaller) -> u32 {
+    use svsm_protocol::conformance::Caller;
+    let vmsa = conformance::SCRATCH + 0x3000;
+    let caa = conformance::SCRATCH + 0x4000;
+    c.init_vmsa(vmsa);
+    let r = c.call(&svsm_protocol::CallRegs {
+        rax: svsm_defs::svsm::call_rax(0, svsm_defs::svsm::core_call::CREATE_VCPU),
+        rcx: vmsa,
+        rdx: caa,
+        r8: u64::from(conformance::SECOND_APIC_ID),
+        r9: 0,
+    });
+    println!(
+        "test guest: CREATE_VCPU rax={:#x}; writing into its VMSA page",
+        r.rax
+    );
+    // SAFETY: deliberately not: the VMSA page is no longer guest-writable.
+    unsafe { core::ptr::write_volatile((vmsa + 0x178) as *mut u64, 0xbad) };
+    println!("test guest: the write into the VMSA page went through");
+    FAIL
 }
 
 fn write_svsm(f: &Found) -> u32 {
