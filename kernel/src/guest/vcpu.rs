@@ -138,12 +138,18 @@ impl Vcpu {
     }
 
     pub fn control(&mut self) -> &mut VmcbControl {
-        VmcbControl::mut_from_bytes(&mut self.page()[..VMCB_SAVE_OFFSET]).expect("layout")
+        match VmcbControl::mut_from_bytes(&mut self.page()[..VMCB_SAVE_OFFSET]) {
+            Ok(c) => c,
+            Err(_) => unreachable!("the control area is the VMCB's first 0x400 bytes"),
+        }
     }
 
     fn save_u64(&mut self, off: usize) -> &mut u64 {
         let b = &mut self.page()[VMCB_SAVE_OFFSET + off..VMCB_SAVE_OFFSET + off + 8];
-        u64::mut_from_bytes(b).expect("8 aligned bytes")
+        match u64::mut_from_bytes(b) {
+            Ok(v) => v,
+            Err(_) => unreachable!("save-area fields are 8 aligned bytes"),
+        }
     }
 
     pub fn rip(&mut self) -> &mut u64 {
