@@ -179,7 +179,14 @@ test: setup
 	$(if $(FRAGMENT_TESTS),$(MAKE) --no-print-directory $(FRAGMENT_TESTS))
 	@echo "make test: all passed"
 
-FRAGMENT_BENCHES += bench-unwinder bench-guards
+FRAGMENT_BENCHES += bench-unwinder bench-guards bench-guest
+
+## bench-guest: the hosted guest's round trips in guest TSC cycles (median
+## QUERY_PROTOCOL through the GHCB MSR protocol next to a bare VMMCALL the
+## SVSM answers at once) and PVALIDATE throughput for a full list in the CA.
+.PHONY: bench-guest
+bench-guest: igvm-test
+	@$(IGVM_BUILD) run $(TEST_IGVM) --cmdline guest=bench --timeout 300 | grep -E '^guest: BENCH|^GUEST-'
 
 ## bench: every benchmark; each prints medians and never asserts.
 bench: $(FRAGMENT_BENCHES)
