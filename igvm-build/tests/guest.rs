@@ -111,6 +111,35 @@ fn guest_runs_the_conformance_suite_and_every_case_passes() {
 
 #[test]
 #[ignore = "needs the test image: make test-qemu"]
+fn the_suite_passes_through_a_ghcb_page_too() {
+    let out = boot_guest("conformance-ghcb");
+    expect_exit(&out, ExitCode::Success);
+    let summary = lines(&out, "guest: CONFORMANCE: ");
+    assert_eq!(summary.len(), 1, "serial:\n{}", out.serial);
+    assert!(summary[0].ends_with(" passed, 0 failed"), "{}", summary[0]);
+    assert!(
+        lines(&out, "guest: CASE ")
+            .iter()
+            .all(|l| l.contains(" PASS "))
+    );
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn a_ghcb_request_the_svsm_does_not_serve_stops_the_guest() {
+    let out = boot_guest("ghcb-unknown-request");
+    expect_exit(&out, ExitCode::GuestStopped);
+    let r = stop_report(&out);
+    assert!(r.contains("exit=0x81 (VMMCALL)"), "{r}");
+    assert!(
+        r.ends_with("VMGEXIT with a GHCB request the SVSM does not handle"),
+        "{r}"
+    );
+    assert!(!out.serial.contains("the SVSM returned"));
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
 fn a_wrong_expectation_fails_the_suite() {
     let out = boot_guest("wrong-expectation");
     expect_exit(&out, ExitCode::TestFailure);

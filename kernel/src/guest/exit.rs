@@ -6,9 +6,11 @@
 
 use super::memory;
 use super::{Guest, service};
+use core::mem::offset_of;
 use svsm_bootdefs::DEBUG_EXIT_PORT;
 use svsm_bootdefs::guest::GUEST_RAM_START;
-use svsm_defs::ghcb::msr_protocol;
+use svsm_bootdefs::layout::PAGE_SIZE;
+use svsm_defs::ghcb::{Ghcb, exit_code as ghcb_exit, msr_protocol};
 use svsm_defs::msr;
 use svsm_defs::vmcb::{IoioInfo, exit, npf};
 
@@ -214,6 +216,8 @@ fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
             g.vcpu(vcpu).ghcb_msr = msr_protocol::RUN_VMPL_RESPONSE | (status << 32);
             Flow::Resume
         }
+        // Info 0: the MSR holds the GPA of the vCPU's GHCB page.
+        0 if req != 0 => ghcb_call(g, vcpu, req),
         _ => kill(
             g,
             vcpu,
@@ -221,6 +225,51 @@ fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
             "VMGEXIT with a GHCB request the SVSM does not handle",
         ),
     }
+}
+
+/// VMGEXIT through a GHCB page: SW_EXITCODE 0x8000_0018 (SNP Run VMPL, both
+/// exit infos 0) is an SVSM call; the SVSM answers SW_EXITINFO1 = 0. Only
+/// the three fields are copied in, and two written back.
+fn ghcb_call(g: &mut Guest, vcpu: usize, ghcb_gpa: u64) -> Flow {
+    let exit_fields = ghcb_gpa + offset_of!(Ghcb, sw_exit_code) as u64;
+    let mut f = [0u8; 24];
+    let read = memory::read(&g.backend.shared.lock().npt, exit_fields, &mut f);
+    let word = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().unwrap_or([0xff; 8]));
+    if read.is_err() || ghcb_gpa % PAGE_SIZE != 0 {
+        return kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "VMGEXIT with a GHCB outside validated guest RAM",
+        );
+    }
+    if (word(0), word(1), word(2)) != (ghcb_exit::SNP_RUN_VMPL, 0, 0) {
+        return kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "VMGEXIT with a GHCB request the SVSM does not handle",
+        );
+    }
+    if let Err(service::CallingAreaFault(gpa)) = service::svsm_call(g, vcpu) {
+        crate::println!("guest: vCPU {vcpu}: its calling area at {gpa:#x} is not guest RAM");
+        return kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "SVSM call with an unusable calling area",
+        );
+    }
+    let info = exit_fields + 8;
+    if memory::write(&g.backend.shared.lock().npt, info, &[0u8; 16]).is_err() {
+        return kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "the GHCB page left guest RAM during the call",
+        );
+    }
+    Flow::Resume
 }
 
 fn nested_page_fault(g: &mut Guest, vcpu: usize) -> Flow {

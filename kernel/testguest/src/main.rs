@@ -4,7 +4,9 @@
 //! runs the scenario its command line names (the SVSM's `guest=<word>`):
 //!
 //! - `conformance` (default): the protocol conformance suite, one line per case;
+//! - `conformance-ghcb`: the same, calling through a GHCB page;
 //! - `wrong-expectation`: a case with a wrong expected value, which must fail;
+//! - `ghcb-unknown-request`: a GHCB request the SVSM does not serve (stopped);
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
 //! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
@@ -21,8 +23,11 @@ mod io;
 mod svsm;
 
 use conformance::GuestCaller;
-use svsm::Svsm;
+use svsm::{Svsm, Via};
 use svsm_defs::secrets::SecretsPage;
+
+/// The guest's GHCB page (a page of its boot memory below its stack).
+const GHCB_GPA: u64 = svsm_bootdefs::guest::GUEST_CMDLINE_GPA + 0x1000;
 
 /// Exit codes the guest writes to the exit port.
 const PASS: u32 = 0;
@@ -67,10 +72,16 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         "test guest: SVSM at {:#x}+{:#x}, CAA {:#x}, max version {}, VMPL {}, scenario {:?}",
         f.base, f.size, f.caa, f.max_version, f.vmpl, scenario
     );
-    let svsm = Svsm { caa: f.caa };
+    let svsm = Svsm {
+        caa: f.caa,
+        via: Via::Msr,
+    };
     let env = conformance::env(f.caa, f.base);
     let mut caller = GuestCaller {
-        svsm: Svsm { caa: f.caa },
+        svsm: Svsm {
+            caa: f.caa,
+            via: Via::Msr,
+        },
         vmpl: f.vmpl,
     };
     let code = match scenario {
@@ -78,12 +89,20 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
             0 => PASS,
             _ => FAIL,
         },
+        "conformance-ghcb" => {
+            caller.svsm.via = Via::Ghcb(GHCB_GPA);
+            match conformance::run(&mut caller, &env) {
+                0 => PASS,
+                _ => FAIL,
+            }
+        }
         "wrong-expectation" => {
             if conformance::run_wrong(&mut caller, &env) {
                 println!("test guest: the wrong expectation was caught");
             }
             FAIL
         }
+        "ghcb-unknown-request" => ghcb_unknown_request(&f),
         "write-svsm" => write_svsm(&f),
         "write-vmsa" => write_vmsa(&mut caller),
         "unhandled" => unhandled(),
@@ -117,6 +136,26 @@ fn write_vmsa(c: &mut GuestCaller) -> u32 {
     // SAFETY: deliberately not: the VMSA page is no longer guest-writable.
     unsafe { core::ptr::write_volatile((vmsa + 0x178) as *mut u64, 0xbad) };
     println!("test guest: the write into the VMSA page went through");
+    FAIL
+}
+
+/// A GHCB-page VMGEXIT with an exit code the SVSM does not serve (Page
+/// State Change): the SVSM must stop the guest with a report.
+fn ghcb_unknown_request(f: &Found) -> u32 {
+    let p = GHCB_GPA as *mut svsm_defs::ghcb::Ghcb;
+    // SAFETY: the GHCB page is this guest's (identity mapped).
+    unsafe {
+        (*p).sw_exit_code = svsm_defs::ghcb::exit_code::SNP_PAGE_STATE_CHANGE;
+        (*p).sw_exit_info_1 = 0;
+        (*p).sw_exit_info_2 = 0;
+    }
+    println!("test guest: VMGEXIT through the GHCB with Page State Change");
+    let svsm = Svsm {
+        caa: f.caa,
+        via: Via::Ghcb(GHCB_GPA),
+    };
+    svsm::vmgexit_as_is(&svsm);
+    println!("test guest: the SVSM returned from an unknown GHCB request");
     FAIL
 }
 

@@ -5,7 +5,8 @@
 //! BUSY are retried.
 
 use core::arch::asm;
-use svsm_defs::ghcb::msr_protocol;
+use core::mem::offset_of;
+use svsm_defs::ghcb::{Ghcb, exit_code, msr_protocol};
 use svsm_defs::msr;
 
 pub const INCOMPLETE: u64 = 0x8000_0000;
@@ -24,7 +25,8 @@ pub struct Regs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallError {
-    /// The GHCB MSR did not hold the Run VMPL response afterwards.
+    /// The GHCB MSR did not hold the Run VMPL response afterwards, or the
+    /// GHCB's SW_EXITINFO1 was not 0.
     BadResponse(u64),
     /// `call_pending` was still 1: the SVSM never served the call.
     NotServed,
@@ -44,9 +46,19 @@ fn rdmsr(m: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
+/// How the guest reaches the SVSM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The GHCB MSR protocol: Run VMPL request 0x016 (VMPL 0).
+    Msr,
+    /// A GHCB page at this GPA: SW_EXITCODE 0x8000_0018, exit infos 0.
+    Ghcb(u64),
+}
+
 pub struct Svsm {
     /// The calling area (identity mapped: its GPA is its address).
     pub caa: u64,
+    pub via: Via,
 }
 
 impl Svsm {
@@ -59,8 +71,55 @@ impl Svsm {
         r8: u64,
         r9: u64,
     ) -> Result<Regs, CallError> {
+        match self.via {
+            Via::Msr => self.call_msr([rax, rcx, rdx, r8, r9]),
+            Via::Ghcb(gpa) => self.call_ghcb(gpa, [rax, rcx, rdx, r8, r9]),
+        }
+    }
+
+    fn call_msr(&self, regs: [u64; 5]) -> Result<Regs, CallError> {
         let saved = rdmsr(msr::GHCB);
         wrmsr(msr::GHCB, msr_protocol::RUN_VMPL_REQUEST);
+        let r = self.issue(regs);
+        let resp = rdmsr(msr::GHCB);
+        wrmsr(msr::GHCB, saved);
+        if msr_protocol::info(resp) != msr_protocol::RUN_VMPL_RESPONSE || resp >> 32 != 0 {
+            return Err(CallError::BadResponse(resp));
+        }
+        r
+    }
+
+    fn call_ghcb(&self, gpa: u64, regs: [u64; 5]) -> Result<Regs, CallError> {
+        let p = gpa as *mut Ghcb;
+        // SAFETY: the GHCB is a page of this guest's memory (identity
+        // mapped) that nothing else uses; fields are written in place.
+        unsafe {
+            (*p).valid_bitmap = [0; 16];
+            (*p).protocol_version = 2;
+            (*p).ghcb_usage = 0;
+            (*p).sw_exit_code = exit_code::SNP_RUN_VMPL;
+            (*p).sw_exit_info_1 = 0;
+            (*p).sw_exit_info_2 = 0;
+            for off in [
+                offset_of!(Ghcb, sw_exit_code),
+                offset_of!(Ghcb, sw_exit_info_1),
+                offset_of!(Ghcb, sw_exit_info_2),
+            ] {
+                (*p).mark_valid(off);
+            }
+        }
+        wrmsr(msr::GHCB, gpa);
+        let r = self.issue(regs);
+        // SAFETY: as above; the SVSM wrote its answer there.
+        let info1 = unsafe { core::ptr::read_volatile(&raw const (*p).sw_exit_info_1) };
+        if info1 as u32 != 0 {
+            return Err(CallError::BadResponse(info1));
+        }
+        r
+    }
+
+    /// `call_pending = 1`, VMGEXIT, `xchg(call_pending, 0)`.
+    fn issue(&self, [rax, rcx, rdx, r8, r9]: [u64; 5]) -> Result<Regs, CallError> {
         let pending = self.caa as *mut u8;
         let (mut a, mut c, mut d, mut r) = (rax, rcx, rdx, r8);
         let mut was: u8 = 0;
@@ -78,11 +137,6 @@ impl Svsm {
                 options(nostack),
             )
         };
-        let resp = rdmsr(msr::GHCB);
-        wrmsr(msr::GHCB, saved);
-        if msr_protocol::info(resp) != msr_protocol::RUN_VMPL_RESPONSE || resp >> 32 != 0 {
-            return Err(CallError::BadResponse(resp));
-        }
         if was != 0 {
             return Err(CallError::NotServed);
         }
@@ -104,6 +158,14 @@ impl Svsm {
         }
         Ok(res)
     }
+}
+
+/// VMGEXIT with the GHCB page as the caller left it (the GHCB MSR names it).
+pub fn vmgexit_as_is(svsm: &Svsm) {
+    if let Via::Ghcb(gpa) = svsm.via {
+        wrmsr(msr::GHCB, gpa);
+    }
+    let _ = svsm.issue([0; 5]);
 }
 
 /// A bare VMMCALL that the SVSM answers at once (the cost floor of an exit).
