@@ -235,7 +235,7 @@ fn ghcb_call(g: &mut Guest, vcpu: usize, ghcb_gpa: u64) -> Flow {
     let mut f = [0u8; 24];
     let read = memory::read(&g.backend.shared.lock().npt, exit_fields, &mut f);
     let word = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().unwrap_or([0xff; 8]));
-    if read.is_err() || ghcb_gpa % PAGE_SIZE != 0 {
+    if read.is_err() || !ghcb_gpa.is_multiple_of(PAGE_SIZE) {
         return kill(
             g,
             vcpu,

@@ -218,9 +218,10 @@ fn bench(svsm: &Svsm) -> u32 {
 /// (INCOMPLETE slices retried).
 fn bench_pvalidate(svsm: &Svsm) -> u32 {
     let list = svsm.caa + 8;
-    let mut times = [[0u64; LIST_RUNS]; 2];
-    for run in 0..LIST_RUNS {
-        for (k, action) in [0u64, 4].into_iter().enumerate() {
+    let mut rescind = [0u64; LIST_RUNS];
+    let mut validate = [0u64; LIST_RUNS];
+    for (r, v) in rescind.iter_mut().zip(validate.iter_mut()) {
+        for (t, action) in [(r, 0u64), (v, 4)] {
             // SAFETY: the list lies in this vCPU's Calling Area buffer
             // (identity mapped): header, then 510 u64 entries.
             unsafe {
@@ -238,10 +239,10 @@ fn bench_pvalidate(svsm: &Svsm) -> u32 {
                     return FAIL;
                 }
             }
-            times[k][run] = io::rdtsc() - t0;
+            *t = io::rdtsc() - t0;
         }
     }
-    let (rescind, validate) = (median(times[0]), median(times[1]));
+    let (rescind, validate) = (median(rescind), median(validate));
     println!(
         "BENCH pvalidate: {CA_LIST_ENTRIES}-entry list in the CA: rescind median {rescind} cycles ({} per page), validate median {validate} cycles ({} per page), {LIST_RUNS} lists each",
         rescind / CA_LIST_ENTRIES,
