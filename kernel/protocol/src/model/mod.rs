@@ -322,4 +322,4 @@ impl CoreBackend for FakeBackend {
 }
 
 mod caller;
-pub use caller::ModelGuest;
+pub use caller::{MODEL_CA, MODEL_RAM, MODEL_SCRATCH, MODEL_SVSM, ModelGuest};
