@@ -16,6 +16,12 @@ fn core(call: u32, rcx: u64, rdx: u64, r8: u64) -> CallRegs {
     }
 }
 
+fn peek(g: &ModelGuest, gpa: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    g.mem.peek(gpa, &mut v);
+    v
+}
+
 #[test]
 fn no_call_pending_means_no_call() {
     let mut g = ModelGuest::new(0);
@@ -32,7 +38,7 @@ fn no_call_pending_means_no_call() {
         })
     );
     // call_pending cleared by the SVSM.
-    assert_eq!(g.mem.bytes(MODEL_CA, 1), &[0]);
+    assert_eq!(peek(&g, MODEL_CA, 1), [0]);
 }
 
 #[test]
@@ -47,10 +53,10 @@ fn pvalidate_budget_returns_incomplete_and_resumes() {
     let regs = core(core_call::PVALIDATE, list, 0, 0);
     for next in [2u8, 4] {
         assert_eq!(g.call(&regs).rax, result::INCOMPLETE);
-        assert_eq!(g.mem.bytes(list + 2, 2), &[next, 0]);
+        assert_eq!(peek(&g, list + 2, 2), [next, 0]);
     }
     assert_eq!(g.call(&regs).rax, result::SUCCESS);
-    assert_eq!(g.mem.bytes(list + 2, 2), &[5, 0]);
+    assert_eq!(peek(&g, list + 2, 2), [5, 0]);
     let s = g.backend.state.lock();
     assert!((1..=5).all(|i| !s.validated.contains_key(&(MODEL_SCRATCH + 0x1000 * i))));
     assert!(!s.guest_access.contains(&(MODEL_SCRATCH + 0x1000)));
