@@ -112,10 +112,12 @@ igvm: kernel host-tools
 	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) -o $(IGVM)
 
 ## igvm-test: the test image (the kernel built with its test cases, and
-## the test guest it hosts).
+## the test guest it hosts; PVALIDATE served 64 entries per call, so the
+## guest's INCOMPLETE retries run too).
 igvm-test: kernel kernel-test testguest host-tools
 	@mkdir -p $(dir $(TEST_IGVM))
-	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_TEST_ELF) --guest $(TESTGUEST_ELF) -o $(TEST_IGVM)
+	$(IGVM_BUILD) build --stage2 $(STAGE2_ELF) --kernel $(KERNEL_TEST_ELF) --guest $(TESTGUEST_ELF) \
+	  --pvalidate-budget 64 -o $(TEST_IGVM)
 
 ## run: boot under QEMU; exits 0 when the kernel shuts down with success.
 ## A `test=<case>` in CMDLINE boots the test image.
@@ -198,7 +200,8 @@ bench: $(FRAGMENT_BENCHES)
 ## land in <crate>/fuzz/artifacts/. `make test` replays the committed corpus.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
-                stackcheck:config stackcheck:log stackcheck:elf
+                stackcheck:config stackcheck:log stackcheck:elf \
+                kernel/protocol:request kernel/protocol:pvalidate kernel/protocol:vcpu
 FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
 .PHONY: fuzz
 fuzz:

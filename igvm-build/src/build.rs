@@ -47,6 +47,8 @@ pub struct BuildArgs {
     /// native platform: packaged with its page tables and boot VMSA.
     #[arg(long)]
     pub guest: Option<PathBuf>,
+    #[command(flatten)]
+    pub channel: crate::channel::ChannelArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -405,11 +407,20 @@ pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
     let mut img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let channel = a
+        .channel
+        .resolve(&svsm_bootdefs::channel::ChannelConfig::default())?;
     if let Some(g) = &a.guest {
         let guest = elf::load(g, "guest")?;
-        crate::guest::package(&mut img.pages, &guest)
+        crate::guest::package(&mut img.pages, &guest, channel.guest_vmpl())
             .with_context(|| format!("guest ELF {}", g.display()))?;
     }
+    let page = img
+        .pages
+        .0
+        .get_mut(&CONFIG_PAGE_GPA)
+        .ok_or_else(|| anyhow::anyhow!("internal error: no configuration page"))?;
+    config::write_channel(page, &channel).map_err(|e| anyhow::anyhow!("{e}"))?;
     let file = to_igvm(&img)?;
     let mut out = Vec::new();
     file.serialize(&mut out)
@@ -446,7 +457,7 @@ pub fn info(a: &InfoArgs) -> Result<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::elf::{FuncSymbol, Perms, Segment};
     use crate::paging::{NO_EXECUTE, WRITABLE};
@@ -476,7 +487,7 @@ mod tests {
         }
     }
 
-    fn stage2() -> ElfImage {
+    pub(crate) fn stage2() -> ElfImage {
         ElfImage {
             entry: STAGE2_BASE,
             segments: vec![
@@ -489,7 +500,7 @@ mod tests {
         }
     }
 
-    fn kernel() -> ElfImage {
+    pub(crate) fn kernel() -> ElfImage {
         ElfImage {
             entry: KERNEL_VIRT_BASE,
             segments: vec![

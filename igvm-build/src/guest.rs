@@ -16,13 +16,12 @@ use svsm_defs::paging::PteFlags;
 use svsm_defs::vmsa::{Vmsa, VmsaSegment};
 use zerocopy::{FromZeros, IntoBytes};
 
-/// The guest's VMPL, as its boot VMSA states it.
-pub const GUEST_VMPL: u8 = 1;
 /// The PAT value after reset.
 const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 
-/// Writes the guest's segments, page tables and boot VMSA into `pages`.
-pub fn package(pages: &mut Pages, guest: &ElfImage) -> Result<()> {
+/// Writes the guest's segments, page tables and boot VMSA (running at
+/// `vmpl`, the channel configuration's guest VMPL) into `pages`.
+pub fn package(pages: &mut Pages, guest: &ElfImage, vmpl: u8) -> Result<()> {
     let (lo, hi) = guest.span();
     if guest.segments.is_empty() {
         bail!("guest ELF has no loadable segment");
@@ -40,7 +39,11 @@ pub fn package(pages: &mut Pages, guest: &ElfImage) -> Result<()> {
         pages.write(s.vaddr, &s.data, align_up(s.memsz, PAGE_SIZE));
     }
     write_page_tables(pages);
-    pages.write(GUEST_VMSA_GPA, boot_vmsa(guest.entry).as_bytes(), PAGE_SIZE);
+    pages.write(
+        GUEST_VMSA_GPA,
+        boot_vmsa(guest.entry, vmpl).as_bytes(),
+        PAGE_SIZE,
+    );
     Ok(())
 }
 
@@ -73,12 +76,12 @@ fn segment(selector: u16, d: SegmentDescriptor) -> VmsaSegment {
 /// RIP at the ELF entry, RSP at the guest stack (as after a call, so the
 /// entry function sees a SysV-aligned stack), RDI = the command-line page,
 /// RSI = the secrets page.
-pub fn boot_vmsa(entry: u64) -> Vmsa {
+pub fn boot_vmsa(entry: u64, vmpl: u8) -> Vmsa {
     let mut v = Vmsa::new_zeroed();
     v.cs = segment(KERNEL_CS, SegmentDescriptor::CODE64);
     let data = segment(KERNEL_DS, SegmentDescriptor::DATA);
     (v.ds, v.es, v.ss, v.fs, v.gs) = (data, data, data, data, data);
-    v.vmpl = GUEST_VMPL;
+    v.vmpl = vmpl;
     v.efer = (Efer::SVME | Efer::NXE | Efer::LMA | Efer::LME).bits();
     v.cr0 = (Cr0::PG | Cr0::WP | Cr0::NE | Cr0::ET | Cr0::MP | Cr0::PE).bits();
     v.cr3 = GUEST_PAGE_TABLES_GPA;
@@ -121,7 +124,12 @@ mod tests {
     #[test]
     fn packages_segments_tables_and_vmsa() {
         let mut pages = Pages::default();
-        package(&mut pages, &image(GUEST_IMAGE_BASE, GUEST_IMAGE_BASE + 4)).unwrap();
+        package(
+            &mut pages,
+            &image(GUEST_IMAGE_BASE, GUEST_IMAGE_BASE + 4),
+            2,
+        )
+        .unwrap();
         assert_eq!(pages.0[&GUEST_IMAGE_BASE][0], 0x90);
         assert!(
             pages.0.contains_key(&(GUEST_IMAGE_BASE + PAGE_SIZE)),
@@ -134,7 +142,7 @@ mod tests {
         let vmsa = &pages.0[&GUEST_VMSA_GPA];
         let v = <Vmsa as zerocopy::FromBytes>::read_from_bytes(vmsa).unwrap();
         assert_eq!(v.rip, GUEST_IMAGE_BASE + 4);
-        assert_eq!(v.vmpl, GUEST_VMPL);
+        assert_eq!(v.vmpl, 2);
         assert_ne!(
             v.efer & Efer::SVME.bits(),
             0,
@@ -146,9 +154,9 @@ mod tests {
     #[test]
     fn refuses_a_guest_outside_its_range() {
         let mut pages = Pages::default();
-        let e = package(&mut pages, &image(0x0100_0000, 0x0100_0000)).unwrap_err();
+        let e = package(&mut pages, &image(0x0100_0000, 0x0100_0000), 1).unwrap_err();
         assert!(e.to_string().contains("outside its image range"), "{e}");
-        let e = package(&mut pages, &image(GUEST_IMAGE_BASE, 0x10)).unwrap_err();
+        let e = package(&mut pages, &image(GUEST_IMAGE_BASE, 0x10), 1).unwrap_err();
         assert!(e.to_string().contains("entry"), "{e}");
     }
 }

@@ -24,6 +24,7 @@ extern crate alloc;
 use core::arch::global_asm;
 use platform::{PageValidation, SvsmPlatform, shutdown};
 use spin::Once;
+use svsm_bootdefs::channel::ChannelConfig;
 use svsm_bootdefs::{BootInfo, ExitCode, READY_MARKER, layout};
 use svsm_guards::{IstKind, Owner, StackKind};
 use svsm_kernel::cmdline::Cmdline;
@@ -131,6 +132,7 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
     testcases::run_if_on(test, testcases::RunsOn::Boot);
     let _ = test;
     CMDLINE.call_once(|| cmdline);
+    CHANNEL.call_once(read_channel);
 
     // The boot stack has done its job: CPU 0 continues on its per-CPU stack.
     match stacks::alloc(StackKind::PerCpu, Owner::cpu(0), "cpu0") {
@@ -221,6 +223,8 @@ extern "C" fn ist_self_test(_: u64) {
 static CMDLINE: Once<Cmdline> = Once::new();
 /// The end of RAM (from the memory map).
 static RAM_END: Once<u64> = Once::new();
+/// The channel configuration (`read_channel`).
+static CHANNEL: Once<ChannelConfig> = Once::new();
 /// How the hosted guest ended, when one ran.
 static GUEST_EXIT: Once<ExitCode> = Once::new();
 
@@ -240,7 +244,10 @@ extern "C" fn cpu_main(_: u64) {
 fn guest_task() {
     let arg = CMDLINE.get().and_then(|c| c.guest_arg()).unwrap_or("");
     let ram_end = RAM_END.get().copied().unwrap_or(0);
-    if let Some(code) = guest::run(platform::platform(), ram_end, arg) {
+    let Some(channel) = CHANNEL.get() else {
+        return;
+    };
+    if let Some(code) = guest::run(platform::platform(), ram_end, arg, channel) {
         GUEST_EXIT.call_once(|| code);
     }
 }
@@ -278,6 +285,26 @@ fn paging_self_check() {
         && flags.intersects(PteFlags::NO_EXECUTE | PteFlags::WRITABLE)
     {
         fatal_boot("paging", &"kernel text is not RX");
+    }
+}
+
+/// The SVSM<->VMM channel configuration from the measured configuration
+/// page (copied once, then checked as untrusted input). A refused one ends
+/// the boot.
+fn read_channel() -> ChannelConfig {
+    let page = copy_parameter_area(layout::CONFIG_PAGE_GPA, layout::PAGE_SIZE);
+    match svsm_bootdefs::config::read_channel(&page) {
+        Ok(c) => {
+            log::info!(
+                "channel: guest VMPL {}, {} protocol(s), features {:#x}, PVALIDATE budget {}",
+                c.guest_vmpl(),
+                c.protocols().len(),
+                c.features(),
+                c.pvalidate_budget()
+            );
+            c
+        }
+        Err(e) => fatal_boot("channel configuration", &e),
     }
 }
 

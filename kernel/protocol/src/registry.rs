@@ -120,6 +120,28 @@ impl<'p> Registry<'p> {
         Ok(())
     }
 
+    /// Enables exactly the protocols the channel configuration lists, for
+    /// the versions it gives; every other protocol is disabled. A listed
+    /// protocol this SVSM does not implement (or not at those versions)
+    /// stays disabled and is the error returned (the first one), after the
+    /// rest have been applied: the kernel reports it.
+    pub fn apply(
+        &mut self,
+        channel: &svsm_bootdefs::channel::ChannelConfig,
+    ) -> Result<(), RegistryError> {
+        for s in &mut self.slots {
+            s.enabled = None;
+        }
+        let mut first = Ok(());
+        for p in channel.protocols() {
+            let r = self.enable(p.id, VersionRange::new(p.min_version, p.max_version));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
     /// Disables protocol `id` (calls to it answer UNSUPPORTED_PROTOCOL).
     pub fn disable(&mut self, id: u32) {
         if let Some(s) = self.slots.iter_mut().find(|s| s.protocol.id() == id) {
@@ -153,5 +175,62 @@ impl<'p> Registry<'p> {
             }) => Ok(*protocol),
             _ => Err(CallError::UnsupportedProtocol),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core_protocol::CoreProtocol;
+    use svsm_bootdefs::channel::{ChannelConfig, ProtocolEntry};
+
+    #[test]
+    fn apply_enables_what_the_channel_lists() {
+        let core = CoreProtocol::default();
+        let mut r = Registry::new();
+        r.register(&core).unwrap();
+        assert_eq!(r.register(&core), Err(RegistryError::Duplicate(0)));
+        assert_eq!(r.enabled(0), None);
+        r.apply(&ChannelConfig::default()).unwrap();
+        assert_eq!(r.enabled(0), Some(VersionRange::new(1, 1)));
+        assert_eq!(r.core_max_version(), 1);
+        // Versions 1-5 asked: the implemented 1 is enabled.
+        let c = ChannelConfig::new(1, &[ProtocolEntry::new(0, 1, 5)], 0, 0).unwrap();
+        r.apply(&c).unwrap();
+        assert_eq!(r.enabled(0), Some(VersionRange::new(1, 1)));
+        // Core at version 2 only: nothing in common, disabled.
+        let c = ChannelConfig::new(1, &[ProtocolEntry::new(0, 2, 2)], 0, 0).unwrap();
+        assert_eq!(
+            r.apply(&c),
+            Err(RegistryError::NoCommonVersion {
+                id: 0,
+                requested: VersionRange::new(2, 2)
+            })
+        );
+        assert_eq!(r.enabled(0), None);
+        assert_eq!(r.core_max_version(), 0);
+        // An unimplemented protocol is reported; core still enabled.
+        let c = ChannelConfig::new(
+            1,
+            &[ProtocolEntry::new(1, 1, 1), ProtocolEntry::new(0, 1, 1)],
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(r.apply(&c), Err(RegistryError::Unknown(1)));
+        assert_eq!(r.enabled(0), Some(VersionRange::new(1, 1)));
+        assert!(r.target(1).is_err());
+    }
+
+    #[test]
+    fn version_ranges() {
+        let a = VersionRange::new(1, 3);
+        assert_eq!(
+            a.intersect(&VersionRange::new(2, 9)),
+            Some(VersionRange::new(2, 3))
+        );
+        assert_eq!(a.intersect(&VersionRange::new(4, 9)), None);
+        assert_eq!(a.query_value(), 0x3_0000_0001);
+        assert!(a.contains(1) && a.contains(3) && !a.contains(0) && !a.contains(4));
     }
 }

@@ -22,7 +22,9 @@ use backend::{NativeBackend, Slot};
 use console::GuestConsole;
 use exit::{Flow, Stop};
 use npt::Npt;
+use spin::Once;
 use svsm_bootdefs::ExitCode;
+use svsm_bootdefs::channel::ChannelConfig;
 use svsm_bootdefs::guest::*;
 use svsm_bootdefs::layout::{KERNEL_REGION_END, KERNEL_REGION_START, PAGE_SIZE, phys_to_virt};
 use svsm_defs::secrets::SecretsPage;
@@ -30,14 +32,6 @@ use svsm_defs::vmsa::Vmsa;
 use svsm_protocol::{CoreProtocol, Registry};
 use vcpu::Vcpu;
 use zerocopy::{FromZeros, IntoBytes};
-
-/// The VMPL the hosted guest runs at (as it would under an SVSM on SNP).
-pub const GUEST_VMPL: u8 = 1;
-/// PVALIDATE entries per call before it returns INCOMPLETE (the guest
-/// retries), so a long list is served in slices.
-const PVALIDATE_BUDGET: u16 = 64;
-/// The core protocol version the secrets page advertises.
-const SVSM_MAX_VERSION: u32 = 1;
 
 /// Whether this CPU can host a guest: SVM (CPUID 0x8000_0001 ECX bit 2)
 /// with nested paging (0x8000_000A EDX bit 0).
@@ -92,7 +86,12 @@ fn boot_vmsa() -> Option<Box<Vmsa>> {
 
 /// Runs the packaged guest, if any, to its end; the SVSM's exit code
 /// follows from how it ended. `None`: there is no guest to run.
-pub fn run(plat: &'static dyn SvsmPlatform, ram_end: u64, cmdline: &str) -> Option<ExitCode> {
+pub fn run(
+    plat: &'static dyn SvsmPlatform,
+    ram_end: u64,
+    cmdline: &str,
+    channel: &ChannelConfig,
+) -> Option<ExitCode> {
     let Some(vmsa) = boot_vmsa() else {
         log::info!("guest: none packaged in this image");
         return None;
@@ -101,14 +100,15 @@ pub fn run(plat: &'static dyn SvsmPlatform, ram_end: u64, cmdline: &str) -> Opti
         log::info!("guest: cannot host a guest: {why}");
         return None;
     }
-    if vmsa.vmpl != GUEST_VMPL {
+    if vmsa.vmpl != channel.guest_vmpl() {
+        let want = channel.guest_vmpl();
         println_stop(
             "bad boot VMSA",
-            &format_args!("VMPL {} (expected {GUEST_VMPL})", vmsa.vmpl),
+            &format_args!("VMPL {} (the channel configuration says {want})", vmsa.vmpl),
         );
         return Some(ExitCode::GuestStopped);
     }
-    match launch(plat, ram_end, &vmsa, cmdline) {
+    match launch(plat, ram_end, &vmsa, cmdline, channel) {
         Ok(mut g) => Some(g.run_all()),
         Err(why) => {
             println_stop("launch failed", &why);
@@ -126,7 +126,9 @@ fn launch(
     ram_end: u64,
     vmsa: &Vmsa,
     cmdline: &str,
+    channel: &ChannelConfig,
 ) -> Result<Guest, &'static str> {
+    let registry = registry(channel);
     vcpu::enable_this_cpu().map_err(|_| "out of memory for the host save area")?;
     let mut npt = Npt::new(GUEST_RAM_START, ram_end).map_err(|_| "out of memory for the NPT")?;
     let prevalidated_end = GUEST_PREVALIDATED_END.min(ram_end);
@@ -136,13 +138,19 @@ fn launch(
             .map_err(|_| "cannot map the guest's boot memory")?;
         gpa += PAGE_SIZE;
     }
-    write_secrets(&npt)?;
+    write_secrets(&npt, registry.core_max_version(), channel.guest_vmpl())?;
     let mut line = [0u8; GUEST_CMDLINE_SIZE as usize];
     let n = cmdline.len().min(line.len() - 1);
     line[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
     memory::write(&npt, GUEST_CMDLINE_GPA, &line).map_err(|_| "command-line page")?;
     let v = Vcpu::new(vmsa, npt.root()).map_err(|_| "out of memory for the VMCB")?;
-    let backend = NativeBackend::new(npt, GUEST_RAM_START, ram_end, prevalidated_end, GUEST_VMPL);
+    let backend = NativeBackend::new(
+        npt,
+        GUEST_RAM_START,
+        ram_end,
+        prevalidated_end,
+        channel.guest_vmpl(),
+    );
     backend.shared.lock().slots.push(Slot {
         caa: GUEST_CAA_GPA,
         vmsa_gpa: None,
@@ -160,37 +168,57 @@ fn launch(
     Ok(Guest {
         plat,
         backend,
-        registry: registry(),
+        registry,
         vcpus: alloc::vec![Some(Box::new(v))],
         console: GuestConsole::default(),
         exits: 0,
     })
 }
 
-/// The core protocol: one instance, its locks shared by every vCPU.
-static CORE: CoreProtocol = CoreProtocol::new(PVALIDATE_BUDGET);
+/// The core protocol: one instance, its locks shared by every vCPU, its
+/// PVALIDATE budget from the channel configuration.
+static CORE: Once<CoreProtocol> = Once::new();
 
-fn registry() -> Registry<'static> {
+/// The protocols the channel configuration enables, at the versions both
+/// it and this SVSM speak. A listed protocol this SVSM does not implement
+/// stays disabled (calls answer UNSUPPORTED_PROTOCOL) and is logged.
+fn registry(channel: &ChannelConfig) -> Registry<'static> {
+    let core = CORE.call_once(|| CoreProtocol::new(channel.pvalidate_budget()));
     let mut r = Registry::new();
-    // Registering one protocol into an empty registry, at its own
-    // versions, cannot fail.
-    if r.register(&CORE)
-        .and_then(|()| r.enable(0, CoreProtocol::VERSIONS))
-        .is_err()
-    {
-        log::error!("guest: the core protocol could not be enabled");
+    // One protocol into an empty registry: cannot be a duplicate.
+    let _ = r.register(core);
+    if let Err(e) = r.apply(channel) {
+        log::warn!("guest: channel configuration: {}", RegistryRefusal(e));
     }
     r
 }
 
+/// A registry refusal for the log (without Debug formatting).
+struct RegistryRefusal(svsm_protocol::registry::RegistryError);
+
+impl core::fmt::Display for RegistryRefusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use svsm_protocol::registry::RegistryError as E;
+        match self.0 {
+            E::Duplicate(id) => write!(f, "protocol {id} registered twice"),
+            E::Unknown(id) => write!(f, "protocol {id} is not implemented; it stays disabled"),
+            E::NoCommonVersion { id, requested } => write!(
+                f,
+                "protocol {id}: no version in {}-{} is implemented; it stays disabled",
+                requested.min, requested.max
+            ),
+        }
+    }
+}
+
 /// Fills the SVSM fields of the guest's secrets page (the rest stays zero).
-fn write_secrets(npt: &Npt) -> Result<(), &'static str> {
+fn write_secrets(npt: &Npt, max_version: u32, vmpl: u8) -> Result<(), &'static str> {
     let mut s = zeroed_box::<SecretsPage>();
     s.svsm_base = KERNEL_REGION_START;
     s.svsm_size = KERNEL_REGION_END - KERNEL_REGION_START;
     s.svsm_caa = GUEST_CAA_GPA;
-    s.svsm_max_version = SVSM_MAX_VERSION;
-    s.svsm_guest_vmpl = GUEST_VMPL;
+    s.svsm_max_version = max_version;
+    s.svsm_guest_vmpl = vmpl;
     memory::write(npt, GUEST_SECRETS_GPA, s.as_bytes()).map_err(|_| "secrets page")
 }
 

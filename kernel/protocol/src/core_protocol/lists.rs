@@ -28,7 +28,10 @@ impl List {
     /// Reads the list at `gpa`: the header once, then the entries from
     /// `next` to `entries` once.
     fn read(req: &Request<'_>, gpa: u64) -> Result<Self, CallError> {
-        if !gpa.is_multiple_of(8) {
+        // A list on the Calling Area's header would reuse bytes `serve`
+        // already read (call_pending is `entries`' low byte): the spec puts
+        // lists in the buffer, from offset 8.
+        if !gpa.is_multiple_of(8) || gpa == req.ca_gpa {
             return Err(CallError::InvalidParameter);
         }
         not_svsm(req.backend, gpa, PVALIDATE_HEADER_SIZE)?;

@@ -4,7 +4,8 @@
 //! spec leaves the choice open):
 //! - REMAP_CA: RCX not page aligned: INVALID_PARAMETER; in the SVSM or not
 //!   guest RAM: INVALID_ADDRESS.
-//! - PVALIDATE: list GPA not 8-byte aligned, `entries` 0 or more than fit
+//! - PVALIDATE: list GPA not 8-byte aligned or on the Calling Area's
+//!   header (offset 0 of the CA), `entries` 0 or more than fit
 //!   before the end of the list's page (510 in the Calling Area), `next` >=
 //!   `entries`, an entry with page size 2/3, reserved bits 11:4 set, or a
 //!   2 MiB page not 2 MiB aligned: INVALID_PARAMETER; list or page in the
@@ -65,6 +66,11 @@ impl CoreProtocol {
             vcpus: Mutex::new(()),
             pvalidate_budget,
         }
+    }
+
+    /// PVALIDATE entries per call before INCOMPLETE (0: no limit).
+    pub const fn pvalidate_budget(&self) -> u16 {
+        self.pvalidate_budget
     }
 }
 

@@ -99,9 +99,7 @@ impl Caller for ModelGuest {
             self.guest_may_access(gpa, data.len()),
             "guest write to {gpa:#x} without access"
         );
-        self.mem
-            .bytes_mut(gpa, data.len() as u64)
-            .copy_from_slice(data);
+        self.mem.poke(gpa, data);
     }
 
     fn read(&mut self, gpa: u64, buf: &mut [u8]) {
@@ -109,16 +107,16 @@ impl Caller for ModelGuest {
             self.guest_may_access(gpa, buf.len()),
             "guest read of {gpa:#x} without access"
         );
-        buf.copy_from_slice(self.mem.bytes(gpa, buf.len() as u64));
+        self.mem.peek(gpa, buf);
     }
 
     fn init_vmsa(&mut self, gpa: u64) {
-        let page = self.mem.bytes_mut(gpa, 0x1000);
-        page.fill(0);
+        let mut page = alloc::vec![0u8; 0x1000];
         page[0xca] = self.backend.guest_vmpl;
         page[0xd0..0xd8]
             .copy_from_slice(&(Efer::SVME | Efer::LME | Efer::LMA).bits().to_le_bytes());
         page[0x3b0..0x3b8].copy_from_slice(&self.backend.features.bits().to_le_bytes());
+        self.mem.poke(gpa, &page);
     }
 
     fn call(&mut self, regs: &CallRegs) -> OutRegs {

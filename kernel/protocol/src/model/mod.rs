@@ -20,10 +20,12 @@ use svsm_defs::vmsa::{SevFeatures, Vmsa};
 const PAGE: u64 = 0x1000;
 const PAGE_2M: u64 = 0x20_0000;
 
-/// Guest RAM `[0, size)` minus the SVSM's ranges, with a log of every
-/// range read so a test can check that no byte is read twice by one call.
+/// Guest RAM `[0, size)` minus the SVSM's ranges, stored sparsely (a page
+/// never written reads as zeros), with a log of every range read so a test
+/// can check that no byte is read twice by one call.
 pub struct ModelMemory {
-    bytes: Vec<u8>,
+    size: u64,
+    pages: BTreeMap<u64, Box<[u8]>>,
     holes: Vec<GpaRange>,
     reads: RefCell<Vec<(u64, u64)>>,
 }
@@ -31,19 +33,43 @@ pub struct ModelMemory {
 impl ModelMemory {
     pub fn new(size: u64, svsm: &[GpaRange]) -> Self {
         Self {
-            bytes: alloc::vec![0; size as usize],
+            size,
+            pages: BTreeMap::new(),
             holes: svsm.to_vec(),
             reads: RefCell::new(Vec::new()),
         }
     }
 
-    fn range(&self, gpa: u64, len: u64) -> Result<core::ops::Range<usize>, MemError> {
+    fn check(&self, gpa: u64, len: u64) -> Result<(), MemError> {
         let err = MemError { gpa, len };
         let end = gpa.checked_add(len).ok_or(err)?;
-        if end > self.bytes.len() as u64 || self.holes.iter().any(|h| h.overlaps(gpa, len)) {
+        if end > self.size || self.holes.iter().any(|h| h.overlaps(gpa, len)) {
             return Err(err);
         }
-        Ok(gpa as usize..end as usize)
+        Ok(())
+    }
+
+    /// The pieces of `[gpa, gpa + len)` in each page: (page, offset in
+    /// page, offset in the range, length).
+    fn pieces(gpa: u64, len: u64) -> impl Iterator<Item = (u64, usize, usize, usize)> {
+        let mut done = 0u64;
+        core::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let a = gpa + done;
+            let off = a % PAGE;
+            let n = (PAGE - off).min(len - done);
+            let piece = (a - off, off as usize, done as usize, n as usize);
+            done += n;
+            Some(piece)
+        })
+    }
+
+    fn page_mut(&mut self, page: u64) -> &mut [u8] {
+        self.pages
+            .entry(page)
+            .or_insert_with(|| alloc::vec![0u8; PAGE as usize].into_boxed_slice())
     }
 
     /// Takes the log of reads since the last call: (gpa, len) pairs.
@@ -51,7 +77,7 @@ impl ModelMemory {
         core::mem::take(&mut *self.reads.borrow_mut())
     }
 
-    /// Whether some guest byte was read twice in `reads`.
+    /// The first guest byte read twice in `reads`, if any.
     pub fn double_fetch(reads: &[(u64, u64)]) -> Option<u64> {
         let mut spans: Vec<(u64, u64)> = reads.to_vec();
         spans.sort_unstable();
@@ -61,33 +87,46 @@ impl ModelMemory {
             .map(|w| w[1].0)
     }
 
-    /// Direct access for test setup and checks (not the SVSM's path).
-    pub fn bytes(&self, gpa: u64, len: u64) -> &[u8] {
-        &self.bytes[gpa as usize..(gpa + len) as usize]
+    /// Copies bytes out without the checks or the log (test setup and
+    /// checks; not the SVSM's path).
+    pub fn peek(&self, gpa: u64, buf: &mut [u8]) {
+        for (page, off, at, n) in Self::pieces(gpa, buf.len() as u64) {
+            match self.pages.get(&page) {
+                Some(p) => buf[at..at + n].copy_from_slice(&p[off..off + n]),
+                None => buf[at..at + n].fill(0),
+            }
+        }
     }
 
-    pub fn bytes_mut(&mut self, gpa: u64, len: u64) -> &mut [u8] {
-        &mut self.bytes[gpa as usize..(gpa + len) as usize]
+    /// Copies bytes in without the checks.
+    pub fn poke(&mut self, gpa: u64, data: &[u8]) {
+        for (page, off, at, n) in Self::pieces(gpa, data.len() as u64) {
+            self.page_mut(page)[off..off + n].copy_from_slice(&data[at..at + n]);
+        }
     }
 }
 
 impl GuestMemory for ModelMemory {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        let r = self.range(gpa, buf.len() as u64)?;
-        buf.copy_from_slice(&self.bytes[r]);
+        self.check(gpa, buf.len() as u64)?;
+        self.peek(gpa, buf);
         self.reads.borrow_mut().push((gpa, buf.len() as u64));
         Ok(())
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        let r = self.range(gpa, data.len() as u64)?;
-        self.bytes[r].copy_from_slice(data);
+        self.check(gpa, data.len() as u64)?;
+        self.poke(gpa, data);
         Ok(())
     }
 
     fn zero(&mut self, gpa: u64, len: u64) -> Result<(), MemError> {
-        let r = self.range(gpa, len)?;
-        self.bytes[r].fill(0);
+        self.check(gpa, len)?;
+        for (page, off, _, n) in Self::pieces(gpa, len) {
+            if let Some(p) = self.pages.get_mut(&page) {
+                p[off..off + n].fill(0);
+            }
+        }
         Ok(())
     }
 }
@@ -322,4 +361,4 @@ impl CoreBackend for FakeBackend {
 }
 
 mod caller;
-pub use caller::ModelGuest;
+pub use caller::{MODEL_CA, MODEL_RAM, MODEL_SCRATCH, MODEL_SVSM, ModelGuest};
