@@ -244,3 +244,52 @@ fn without_svm_the_svsm_boots_as_before() {
     );
     assert!(!out.serial.contains("GUEST-EXIT"));
 }
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn the_production_image_hosts_no_guest() {
+    let prod = std::env::var("SVSM_PROD_IGVM")
+        .expect("SVSM_PROD_IGVM must name the production IGVM file (run `make test-qemu`)");
+    let out = boot_with(BootOptions::new(prod).cmdline("guest=conformance"));
+    expect_exit(&out, ExitCode::Success);
+    assert!(
+        out.serial.contains("guest: none packaged in this image"),
+        "serial:\n{}",
+        out.serial
+    );
+    assert!(!out.serial.contains("GUEST-"));
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn a_boot_vmsa_at_another_vmpl_than_the_channel_is_refused() {
+    use igvm_build::channel::ChannelArgs;
+    use igvm_build::configpage::{ConfigureArgs, configure};
+    let dir = std::env::temp_dir().join(format!("svsm-guest-vmpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("vmpl2.igvm");
+    let code = configure(&ConfigureArgs {
+        igvm: image().into(),
+        output: Some(copy.clone()),
+        cmdline: "guest=conformance".into(),
+        channel: ChannelArgs {
+            protocols: None,
+            guest_vmpl: Some(2),
+            pvalidate_budget: None,
+        },
+    })
+    .expect("configure");
+    assert_eq!(code, 0);
+    let out = boot_with(BootOptions::new(&copy));
+    let _ = std::fs::remove_dir_all(&dir);
+    expect_exit(&out, ExitCode::GuestStopped);
+    assert!(
+        out.serial.contains("channel: guest VMPL 2,"),
+        "serial:\n{}",
+        out.serial
+    );
+    assert_eq!(
+        lines(&out, "GUEST-STOP"),
+        ["GUEST-STOP: bad boot VMSA: VMPL 1 (the channel configuration says 2)"]
+    );
+}
