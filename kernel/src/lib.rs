@@ -2,7 +2,7 @@
 //! builds and is tested on the host (`cargo test -p svsm-kernel --lib`,
 //! run by `make test-host`): command-line parsing and the boot policies
 //! decided from it and from the boot info, the exception vector table,
-//! the IDT's gate layout. Nothing here executes a privileged instruction
+//! the IDT's gate layout, the hosted guest's exit decisions. Nothing here executes a privileged instruction
 //! or touches memory it was not given.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -10,6 +10,7 @@
 pub mod cmdline;
 pub mod platform_choice;
 pub mod vectors;
+pub mod vmexit;
 
 #[cfg(test)]
 mod layering;

@@ -2,7 +2,8 @@
 //! report. The SVSM computes the next RIP itself (QEMU's emulation never
 //! writes NRIP): IOIO gives it in EXITINFO2; RDMSR, WRMSR and CPUID are two
 //! bytes; VMMCALL is three, and four with the F3 prefix that makes it
-//! VMGEXIT.
+//! VMGEXIT. The decisions that need no hardware are host-tested in
+//! `svsm_kernel::vmexit`.
 
 use super::memory;
 use super::{Guest, service};
@@ -10,18 +11,16 @@ use core::mem::offset_of;
 use svsm_bootdefs::DEBUG_EXIT_PORT;
 use svsm_bootdefs::guest::GUEST_RAM_START;
 use svsm_bootdefs::layout::PAGE_SIZE;
-use svsm_defs::ghcb::{Ghcb, exit_code as ghcb_exit, msr_protocol};
+use svsm_defs::ghcb::{Ghcb, exit_code as ghcb_exit};
 use svsm_defs::msr;
 use svsm_defs::vmcb::{IoioInfo, exit, npf};
+use svsm_kernel::vmexit::{GhcbMsr, NpfTarget, Vmmcall, npf_reason, run_vmpl_response};
 
 /// COM1's data port and its line-status register.
 const COM1: u16 = 0x3f8;
 const COM1_LSR: u16 = COM1 + 5;
 /// LSR: transmitter holding register and transmitter empty.
 const LSR_TX_EMPTY: u64 = 0x60;
-
-const VMMCALL: [u8; 3] = [0x0f, 0x01, 0xd9];
-const REP_PREFIX: u8 = 0xf3;
 
 /// Why a guest (or one of its vCPUs) stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,35 +171,35 @@ fn vmmcall(g: &mut Guest, vcpu: usize) -> Flow {
         (v.cr3(), *v.rip())
     };
     let n = memory::fetch_code(&g.backend.shared.lock().npt, cr3, rip, &mut code);
-    if n >= 4 && code[0] == REP_PREFIX && code[1..] == VMMCALL {
-        *g.vcpu(vcpu).rip() += 4;
-        return vmgexit(g, vcpu);
+    let insn = Vmmcall::decode(&code[..n]);
+    match insn {
+        Vmmcall::Vmgexit => {
+            *g.vcpu(vcpu).rip() += insn.len();
+            vmgexit(g, vcpu)
+        }
+        Vmmcall::Plain => {
+            // A bare VMMCALL, answered at once: the floor of an exit's cost.
+            let v = g.vcpu(vcpu);
+            *v.rax() = 0;
+            *v.rip() += insn.len();
+            Flow::Resume
+        }
+        Vmmcall::Unknown => kill(
+            g,
+            vcpu,
+            exit::VMMCALL,
+            "VMMCALL exit at bytes that are not VMMCALL",
+        ),
     }
-    if n >= 3 && code[..3] == VMMCALL {
-        // A bare VMMCALL, answered at once: the floor of an exit's cost.
-        let v = g.vcpu(vcpu);
-        *v.rax() = 0;
-        *v.rip() += 3;
-        return Flow::Resume;
-    }
-    kill(
-        g,
-        vcpu,
-        exit::VMMCALL,
-        "VMMCALL exit at bytes that are not VMMCALL",
-    )
 }
 
-/// VMGEXIT: the GHCB MSR holds an MSR-protocol request.
+/// VMGEXIT: the GHCB MSR holds an MSR-protocol request or a GHCB's GPA.
 fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
-    let req = g.vcpu(vcpu).ghcb_msr;
-    match msr_protocol::info(req) {
-        msr_protocol::RUN_VMPL_REQUEST => {
-            // Bits 39..32: the VMPL to run; only the SVSM's (0) exists.
-            let vmpl = (req >> 32) & 0xff;
-            let status = if vmpl != 0 {
-                1
-            } else if let Err(service::CallingAreaFault(gpa)) = service::svsm_call(g, vcpu) {
+    match GhcbMsr::decode(g.vcpu(vcpu).ghcb_msr) {
+        // Only the SVSM's VMPL (0) can be run.
+        GhcbMsr::RunVmpl(vmpl) => {
+            let ok = vmpl == 0;
+            if ok && let Err(service::CallingAreaFault(gpa)) = service::svsm_call(g, vcpu) {
                 crate::println!(
                     "guest: vCPU {vcpu}: its calling area at {gpa:#x} is not guest RAM"
                 );
@@ -210,15 +209,12 @@ fn vmgexit(g: &mut Guest, vcpu: usize) -> Flow {
                     exit::VMMCALL,
                     "SVSM call with an unusable calling area",
                 );
-            } else {
-                0
-            };
-            g.vcpu(vcpu).ghcb_msr = msr_protocol::RUN_VMPL_RESPONSE | (status << 32);
+            }
+            g.vcpu(vcpu).ghcb_msr = run_vmpl_response(ok);
             Flow::Resume
         }
-        // Info 0: the MSR holds the GPA of the vCPU's GHCB page.
-        0 if req != 0 => ghcb_call(g, vcpu, req),
-        _ => kill(
+        GhcbMsr::GhcbPage(gpa) => ghcb_call(g, vcpu, gpa),
+        GhcbMsr::Other(_) => kill(
             g,
             vcpu,
             exit::VMMCALL,
@@ -279,19 +275,12 @@ fn nested_page_fault(g: &mut Guest, vcpu: usize) -> Flow {
     };
     let page = gpa & !0xfff;
     let s = g.backend.shared.lock();
-    let reason = if gpa < GUEST_RAM_START || !s.npt.is_guest_ram(gpa, 1) {
-        if info1 & npf::WRITE != 0 {
-            "write into SVSM memory"
-        } else {
-            "access to SVSM memory"
-        }
-    } else if s.is_sealed(page) {
-        "write into a VMSA page"
-    } else if s.covering(page).is_some() {
-        "access to a page the guest gave to the SVSM"
-    } else {
-        "access to unvalidated guest memory"
-    };
+    let reason = npf_reason(NpfTarget {
+        guest_ram: gpa >= GUEST_RAM_START && s.npt.is_guest_ram(gpa, 1),
+        sealed_vmsa: s.is_sealed(page),
+        validated: s.covering(page).is_some(),
+        write: info1 & npf::WRITE != 0,
+    });
     drop(s);
     kill(g, vcpu, exit::NPF, reason)
 }
