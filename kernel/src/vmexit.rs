@@ -32,7 +32,7 @@ impl Vmmcall {
         }
     }
 
-    pub fn len(self) -> u64 {
+    pub fn insn_len(self) -> u64 {
         match self {
             Self::Vmgexit => 4,
             Self::Plain => 3,
@@ -109,9 +109,9 @@ mod tests {
     #[test]
     fn vmgexit_is_rep_vmmcall_and_four_bytes() {
         assert_eq!(Vmmcall::decode(&[0xf3, 0x0f, 0x01, 0xd9]), Vmmcall::Vmgexit);
-        assert_eq!(Vmmcall::decode(&[0xf3, 0x0f, 0x01, 0xd9]).len(), 4);
+        assert_eq!(Vmmcall::decode(&[0xf3, 0x0f, 0x01, 0xd9]).insn_len(), 4);
         assert_eq!(Vmmcall::decode(&[0x0f, 0x01, 0xd9, 0x90]), Vmmcall::Plain);
-        assert_eq!(Vmmcall::decode(&[0x0f, 0x01, 0xd9]).len(), 3);
+        assert_eq!(Vmmcall::decode(&[0x0f, 0x01, 0xd9]).insn_len(), 3);
         // VMRUN (0F 01 D8), a truncated fetch, other prefixes: not a call.
         for bad in [
             &[0x0f, 0x01, 0xd8][..],

@@ -174,14 +174,14 @@ fn vmmcall(g: &mut Guest, vcpu: usize) -> Flow {
     let insn = Vmmcall::decode(&code[..n]);
     match insn {
         Vmmcall::Vmgexit => {
-            *g.vcpu(vcpu).rip() += insn.len();
+            *g.vcpu(vcpu).rip() += insn.insn_len();
             vmgexit(g, vcpu)
         }
         Vmmcall::Plain => {
             // A bare VMMCALL, answered at once: the floor of an exit's cost.
             let v = g.vcpu(vcpu);
             *v.rax() = 0;
-            *v.rip() += insn.len();
+            *v.rip() += insn.insn_len();
             Flow::Resume
         }
         Vmmcall::Unknown => kill(
