@@ -6,7 +6,7 @@
 
 use super::npt::Npt;
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec;
 use alloc::vec::Vec;
 use spin::Mutex;
 use svsm_bootdefs::layout::PAGE_SIZE;
@@ -30,12 +30,25 @@ pub struct Slot {
     pub deleted: bool,
 }
 
+/// Per-page state bits of guest RAM.
+mod page {
+    /// Validated as a 4 KiB page.
+    pub const VALID_4K: u8 = 1 << 0;
+    /// Part of a page validated as 2 MiB (every one of its 512 pages).
+    pub const VALID_2M: u8 = 1 << 1;
+    /// A VMSA page (read-only for the guest until DELETE_VCPU).
+    pub const SEALED: u8 = 1 << 2;
+    pub const VALID: u8 = VALID_4K | VALID_2M;
+}
+
+const PAGES_2M: usize = (PAGE_2M / PAGE_SIZE) as usize;
+
 pub struct Shared {
     pub npt: Npt,
-    /// Validated pages by start GPA.
-    validated: BTreeMap<u64, EntryPageSize>,
-    /// VMSA pages (sealed: read-only for the guest).
-    sealed: BTreeSet<u64>,
+    /// First GPA of guest RAM; `pages[i]` is the state of the page at
+    /// `start + i * 4 KiB` (one byte per page, no tree: O(1), no recursion).
+    start: u64,
+    pages: Vec<u8>,
     pub slots: Vec<Slot>,
     deposited: Vec<(u64, EntryPageSize)>,
     /// A guest translation was removed or narrowed: flush before VMRUN.
@@ -43,14 +56,42 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn index(&self, gpa: u64) -> Option<usize> {
+        let i = usize::try_from(gpa.checked_sub(self.start)? / PAGE_SIZE).ok()?;
+        (i < self.pages.len()).then_some(i)
+    }
+
+    fn state(&self, gpa: u64) -> u8 {
+        self.index(gpa).map_or(0, |i| self.pages[i])
+    }
+
+    /// Sets (`on`) or clears `bits` on every page of [gpa, gpa + size).
+    fn mark(&mut self, gpa: u64, size: EntryPageSize, bits: u8, on: bool) {
+        let Some(first) = self.index(gpa) else { return };
+        let n = (size.bytes() / PAGE_SIZE) as usize;
+        for p in self.pages[first..].iter_mut().take(n) {
+            if on {
+                *p |= bits;
+            } else {
+                *p &= !bits;
+            }
+        }
+    }
+
     /// The validated page covering `gpa`.
     pub fn covering(&self, gpa: u64) -> Option<(u64, EntryPageSize)> {
-        let (&start, &size) = self.validated.range(..=gpa).next_back()?;
-        (gpa < start + size.bytes()).then_some((start, size))
+        let st = self.state(gpa);
+        if st & page::VALID_4K != 0 {
+            Some((gpa & !(PAGE_SIZE - 1), EntryPageSize::Size4K))
+        } else if st & page::VALID_2M != 0 {
+            Some((gpa & !(PAGE_2M - 1), EntryPageSize::Size2M))
+        } else {
+            None
+        }
     }
 
     pub fn is_sealed(&self, page: u64) -> bool {
-        self.sealed.contains(&page)
+        self.state(page) & page::SEALED != 0
     }
 
     fn set_access(&mut self, gpa: u64, size: EntryPageSize, access: Option<bool>) {
@@ -72,6 +113,30 @@ impl Shared {
     fn is_caa(&self, gpa: u64) -> bool {
         self.slots.iter().any(|s| !s.deleted && s.caa == gpa)
     }
+
+    /// The state PVALIDATE finds for a page of `size` at `gpa`: validated
+    /// (as that size) or not, or a size mismatch (a 4 KiB request inside a
+    /// 2 MiB page, a 2 MiB request over 4 KiB pages).
+    fn pvalidate_current(&self, gpa: u64, size: EntryPageSize) -> Result<bool, ()> {
+        match size {
+            EntryPageSize::Size4K => match self.state(gpa) & page::VALID {
+                0 => Ok(false),
+                page::VALID_4K => Ok(true),
+                _ => Err(()),
+            },
+            EntryPageSize::Size2M => {
+                let Some(first) = self.index(gpa) else {
+                    return Ok(false);
+                };
+                let range = &self.pages[first..(first + PAGES_2M).min(self.pages.len())];
+                match range[0] & page::VALID {
+                    page::VALID_2M => Ok(true),
+                    0 if range.iter().all(|p| p & page::VALID == 0) => Ok(false),
+                    _ => Err(()),
+                }
+            }
+        }
+    }
 }
 
 pub struct NativeBackend {
@@ -91,15 +156,15 @@ impl NativeBackend {
         prevalidated_end: u64,
         guest_vmpl: u8,
     ) -> Self {
-        let mut validated = BTreeMap::new();
-        for p in (svsm_end..prevalidated_end).step_by(PAGE_SIZE as usize) {
-            validated.insert(p, EntryPageSize::Size4K);
-        }
+        let count = (ram_end.saturating_sub(svsm_end) / PAGE_SIZE) as usize;
+        let mut pages = vec![0u8; count];
+        let pre = (prevalidated_end.saturating_sub(svsm_end) / PAGE_SIZE) as usize;
+        pages[..pre.min(count)].fill(page::VALID_4K);
         Self {
             shared: Mutex::new(Shared {
                 npt,
-                validated,
-                sealed: BTreeSet::new(),
+                start: svsm_end,
+                pages,
                 slots: Vec::new(),
                 deposited: Vec::new(),
                 flush: false,
@@ -142,25 +207,18 @@ impl CoreBackend for NativeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.shared.lock();
-        let mismatch = Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
-        let current = match size {
-            EntryPageSize::Size4K => match s.covering(gpa) {
-                Some((_, EntryPageSize::Size2M)) => return mismatch,
-                c => c,
-            },
-            EntryPageSize::Size2M => match s.validated.range(gpa..gpa + PAGE_2M).next() {
-                Some((&g, &EntryPageSize::Size2M)) if g == gpa => Some((g, size)),
-                Some(_) => return mismatch,
-                None => None,
-            },
+        let Ok(current) = s.pvalidate_current(gpa, size) else {
+            return Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
         };
-        if current.is_some() == validate {
+        if current == validate {
             return Ok(PvalidateDone::Unchanged);
         }
-        if validate {
-            s.validated.insert(gpa, size);
-        } else {
-            s.validated.remove(&gpa);
+        let bit = match size {
+            EntryPageSize::Size4K => page::VALID_4K,
+            EntryPageSize::Size2M => page::VALID_2M,
+        };
+        s.mark(gpa, size, bit, validate);
+        if !validate {
             s.set_access(gpa, size, None);
         }
         Ok(PvalidateDone::Changed)
@@ -175,19 +233,20 @@ impl CoreBackend for NativeBackend {
         let mut s = self.shared.lock();
         if !self.in_ram(vmsa_gpa, PAGE_SIZE)
             || s.covering(vmsa_gpa).is_none()
-            || s.sealed.contains(&vmsa_gpa)
+            || s.is_sealed(vmsa_gpa)
             || s.is_caa(vmsa_gpa)
         {
             return Err(CallError::InvalidAddress);
         }
-        s.sealed.insert(vmsa_gpa);
+        s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, true);
         s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(false));
         Ok(())
     }
 
     fn unseal_vmsa(&self, vmsa_gpa: u64) {
         let mut s = self.shared.lock();
-        if s.sealed.remove(&vmsa_gpa) {
+        if s.is_sealed(vmsa_gpa) {
+            s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, false);
             s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(true));
         }
     }
@@ -200,7 +259,7 @@ impl CoreBackend for NativeBackend {
         vmsa: Box<Vmsa>,
     ) -> Result<(), CallError> {
         let mut s = self.shared.lock();
-        if !self.in_ram(caa_gpa, PAGE_SIZE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE_SIZE) || s.is_sealed(caa_gpa) {
             return Err(CallError::InvalidAddress);
         }
         let live = || s.slots.iter().filter(|v| !v.deleted);
@@ -225,14 +284,14 @@ impl CoreBackend for NativeBackend {
             .find(|v| !v.deleted && v.vmsa_gpa == Some(vmsa_gpa))
             .ok_or(CallError::InvalidParameter)?;
         slot.deleted = true;
-        s.sealed.remove(&vmsa_gpa);
+        s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, false);
         s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(true));
         Ok(())
     }
 
     fn remap_ca(&self, vcpu: VcpuId, caa_gpa: u64) -> Result<(), CallError> {
         let mut s = self.shared.lock();
-        if !self.in_ram(caa_gpa, PAGE_SIZE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE_SIZE) || s.is_sealed(caa_gpa) {
             return Err(CallError::InvalidAddress);
         }
         let slot = s
@@ -248,7 +307,7 @@ impl CoreBackend for NativeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.shared.lock();
-        if s.deposited.iter().any(|&(g, _)| g == gpa) || s.sealed.contains(&gpa) {
+        if s.deposited.iter().any(|&(g, _)| g == gpa) || s.is_sealed(gpa) {
             return Err(CallError::InvalidAddress);
         }
         s.set_access(gpa, size, None);
@@ -260,7 +319,7 @@ impl CoreBackend for NativeBackend {
         let mut s = self.shared.lock();
         let (gpa, size) = s.deposited.pop()?;
         // The page goes back invalidated: the guest validates it again.
-        s.validated.remove(&gpa);
+        s.mark(gpa, size, page::VALID, false);
         Some((gpa, size))
     }
 }
