@@ -30,9 +30,12 @@ pub struct GuestGprs {
 /// `vmcb_pa` until its next intercepted exit, with the registers of `gprs`,
 /// which receive the guest's values at the exit.
 ///
-/// Interrupts stay disabled in the SVSM (RFLAGS.IF = 0) and the VMCB sets
-/// V_INTR_MASKING, so no physical interrupt is taken between #VMEXIT and
-/// the register save; CLGI/STGI are not needed.
+/// GIF is cleared (CLGI) while the guest's registers are loaded and saved:
+/// VMRUN sets it for the guest, #VMEXIT clears it, and STGI sets it again
+/// once the host's state is back, so an NMI that arrived meanwhile (an exit
+/// of its own: the VMCB intercepts NMI) is taken by the host right after.
+/// Maskable interrupts stay disabled in the SVSM (RFLAGS.IF = 0; the VMCB
+/// sets V_INTR_MASKING).
 ///
 /// # Safety
 /// EFER.SVME is set, VM_HSAVE_PA points at this CPU's host save area, and
@@ -51,6 +54,7 @@ pub unsafe fn vmrun(vmcb_pa: u64, gprs: &mut GuestGprs) {
             "push rbx",
             "push rbp",
             "push rdi",
+            "clgi",
             "mov rbx, [rdi + {rbx}]",
             "mov rcx, [rdi + {rcx}]",
             "mov rdx, [rdi + {rdx}]",
@@ -87,6 +91,7 @@ pub unsafe fn vmrun(vmcb_pa: u64, gprs: &mut GuestGprs) {
             "pop rdi",
             "pop rbp",
             "pop rbx",
+            "stgi",
             rbx = const offset_of!(GuestGprs, rbx),
             rcx = const offset_of!(GuestGprs, rcx),
             rdx = const offset_of!(GuestGprs, rdx),

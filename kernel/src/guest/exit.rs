@@ -90,6 +90,9 @@ pub fn handle(g: &mut Guest, vcpu: usize, code: u64) -> Flow {
         exit::NPF => nested_page_fault(g, vcpu),
         // A physical interrupt ended the run; the SVSM takes none (IF = 0).
         exit::INTR => Flow::Resume,
+        // An NMI for the SVSM (e.g. another CPU's request) ended the run; the
+        // host took it when `vmrun` set GIF again.
+        exit::NMI => Flow::Resume,
         exit::SHUTDOWN => kill(g, vcpu, code, "the guest shut down (triple fault)"),
         exit::INVALID => kill(g, vcpu, code, "VMRUN refused the guest state"),
         0x40..=0x5f => kill(g, vcpu, code, "unhandled exception in the guest"),
