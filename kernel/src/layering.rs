@@ -26,6 +26,7 @@ const LIB_FILES: &[&str] = &[
     "platform_choice",
     "vectors",
     "vmexit",
+    "guest_pages",
     "layering",
 ];
 

@@ -7,7 +7,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod cmdline;
+pub mod guest_pages;
 pub mod platform_choice;
 pub mod vectors;
 pub mod vmexit;

@@ -6,17 +6,16 @@
 
 use super::npt::Npt;
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 use spin::Mutex;
 use svsm_bootdefs::layout::PAGE_SIZE;
 use svsm_defs::svsm::{EntryPageSize, pvalidate_rc};
 use svsm_defs::vmsa::{SevFeatures, Vmsa};
+use svsm_kernel::guest_pages::{PageStates, SizeMismatch};
 use svsm_protocol::{CallError, CoreBackend, GpaRange, PvalidateDone, VcpuId};
 
 /// APIC IDs the guest may use: 0 (the boot vCPU) up to this bound.
 pub const MAX_VCPUS: u32 = 4;
-const PAGE_2M: u64 = 0x20_0000;
 
 /// A guest vCPU as the backend knows it.
 pub struct Slot {
@@ -30,25 +29,10 @@ pub struct Slot {
     pub deleted: bool,
 }
 
-/// Per-page state bits of guest RAM.
-mod page {
-    /// Validated as a 4 KiB page.
-    pub const VALID_4K: u8 = 1 << 0;
-    /// Part of a page validated as 2 MiB (every one of its 512 pages).
-    pub const VALID_2M: u8 = 1 << 1;
-    /// A VMSA page (read-only for the guest until DELETE_VCPU).
-    pub const SEALED: u8 = 1 << 2;
-    pub const VALID: u8 = VALID_4K | VALID_2M;
-}
-
-const PAGES_2M: usize = (PAGE_2M / PAGE_SIZE) as usize;
-
 pub struct Shared {
     pub npt: Npt,
-    /// First GPA of guest RAM; `pages[i]` is the state of the page at
-    /// `start + i * 4 KiB` (one byte per page, no tree: O(1), no recursion).
-    start: u64,
-    pages: Vec<u8>,
+    /// Validation and sealing of every guest RAM page.
+    pages: PageStates,
     pub slots: Vec<Slot>,
     deposited: Vec<(u64, EntryPageSize)>,
     /// A guest translation was removed or narrowed: flush before VMRUN.
@@ -56,42 +40,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn index(&self, gpa: u64) -> Option<usize> {
-        let i = usize::try_from(gpa.checked_sub(self.start)? / PAGE_SIZE).ok()?;
-        (i < self.pages.len()).then_some(i)
-    }
-
-    fn state(&self, gpa: u64) -> u8 {
-        self.index(gpa).map_or(0, |i| self.pages[i])
-    }
-
-    /// Sets (`on`) or clears `bits` on every page of [gpa, gpa + size).
-    fn mark(&mut self, gpa: u64, size: EntryPageSize, bits: u8, on: bool) {
-        let Some(first) = self.index(gpa) else { return };
-        let n = (size.bytes() / PAGE_SIZE) as usize;
-        for p in self.pages[first..].iter_mut().take(n) {
-            if on {
-                *p |= bits;
-            } else {
-                *p &= !bits;
-            }
-        }
-    }
-
     /// The validated page covering `gpa`.
     pub fn covering(&self, gpa: u64) -> Option<(u64, EntryPageSize)> {
-        let st = self.state(gpa);
-        if st & page::VALID_4K != 0 {
-            Some((gpa & !(PAGE_SIZE - 1), EntryPageSize::Size4K))
-        } else if st & page::VALID_2M != 0 {
-            Some((gpa & !(PAGE_2M - 1), EntryPageSize::Size2M))
-        } else {
-            None
-        }
+        self.pages.covering(gpa)
     }
 
     pub fn is_sealed(&self, page: u64) -> bool {
-        self.state(page) & page::SEALED != 0
+        self.pages.is_sealed(page)
     }
 
     fn set_access(&mut self, gpa: u64, size: EntryPageSize, access: Option<bool>) {
@@ -113,30 +68,6 @@ impl Shared {
     fn is_caa(&self, gpa: u64) -> bool {
         self.slots.iter().any(|s| !s.deleted && s.caa == gpa)
     }
-
-    /// The state PVALIDATE finds for a page of `size` at `gpa`: validated
-    /// (as that size) or not, or a size mismatch (a 4 KiB request inside a
-    /// 2 MiB page, a 2 MiB request over 4 KiB pages).
-    fn pvalidate_current(&self, gpa: u64, size: EntryPageSize) -> Result<bool, ()> {
-        match size {
-            EntryPageSize::Size4K => match self.state(gpa) & page::VALID {
-                0 => Ok(false),
-                page::VALID_4K => Ok(true),
-                _ => Err(()),
-            },
-            EntryPageSize::Size2M => {
-                let Some(first) = self.index(gpa) else {
-                    return Ok(false);
-                };
-                let range = &self.pages[first..(first + PAGES_2M).min(self.pages.len())];
-                match range[0] & page::VALID {
-                    page::VALID_2M => Ok(true),
-                    0 if range.iter().all(|p| p & page::VALID == 0) => Ok(false),
-                    _ => Err(()),
-                }
-            }
-        }
-    }
 }
 
 pub struct NativeBackend {
@@ -156,15 +87,10 @@ impl NativeBackend {
         prevalidated_end: u64,
         guest_vmpl: u8,
     ) -> Self {
-        let count = (ram_end.saturating_sub(svsm_end) / PAGE_SIZE) as usize;
-        let mut pages = vec![0u8; count];
-        let pre = (prevalidated_end.saturating_sub(svsm_end) / PAGE_SIZE) as usize;
-        pages[..pre.min(count)].fill(page::VALID_4K);
         Self {
             shared: Mutex::new(Shared {
                 npt,
-                start: svsm_end,
-                pages,
+                pages: PageStates::new(svsm_end, ram_end, prevalidated_end),
                 slots: Vec::new(),
                 deposited: Vec::new(),
                 flush: false,
@@ -207,21 +133,16 @@ impl CoreBackend for NativeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.shared.lock();
-        let Ok(current) = s.pvalidate_current(gpa, size) else {
-            return Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
-        };
-        if current == validate {
-            return Ok(PvalidateDone::Unchanged);
+        match s.pages.pvalidate(gpa, size, validate) {
+            Err(SizeMismatch) => Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH)),
+            Ok(false) => Ok(PvalidateDone::Unchanged),
+            Ok(true) => {
+                if !validate {
+                    s.set_access(gpa, size, None);
+                }
+                Ok(PvalidateDone::Changed)
+            }
         }
-        let bit = match size {
-            EntryPageSize::Size4K => page::VALID_4K,
-            EntryPageSize::Size2M => page::VALID_2M,
-        };
-        s.mark(gpa, size, bit, validate);
-        if !validate {
-            s.set_access(gpa, size, None);
-        }
-        Ok(PvalidateDone::Changed)
     }
 
     fn grant_guest(&self, gpa: u64, size: EntryPageSize) -> Result<(), CallError> {
@@ -238,7 +159,7 @@ impl CoreBackend for NativeBackend {
         {
             return Err(CallError::InvalidAddress);
         }
-        s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, true);
+        s.pages.set_sealed(vmsa_gpa, true);
         s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(false));
         Ok(())
     }
@@ -246,7 +167,7 @@ impl CoreBackend for NativeBackend {
     fn unseal_vmsa(&self, vmsa_gpa: u64) {
         let mut s = self.shared.lock();
         if s.is_sealed(vmsa_gpa) {
-            s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, false);
+            s.pages.set_sealed(vmsa_gpa, false);
             s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(true));
         }
     }
@@ -284,7 +205,7 @@ impl CoreBackend for NativeBackend {
             .find(|v| !v.deleted && v.vmsa_gpa == Some(vmsa_gpa))
             .ok_or(CallError::InvalidParameter)?;
         slot.deleted = true;
-        s.mark(vmsa_gpa, EntryPageSize::Size4K, page::SEALED, false);
+        s.pages.set_sealed(vmsa_gpa, false);
         s.set_access(vmsa_gpa, EntryPageSize::Size4K, Some(true));
         Ok(())
     }
@@ -319,7 +240,7 @@ impl CoreBackend for NativeBackend {
         let mut s = self.shared.lock();
         let (gpa, size) = s.deposited.pop()?;
         // The page goes back invalidated: the guest validates it again.
-        s.mark(gpa, size, page::VALID, false);
+        s.pages.invalidate(gpa, size);
         Some((gpa, size))
     }
 }
