@@ -197,6 +197,32 @@ fn guest_write_into_svsm_memory_is_stopped_with_a_report() {
 
 #[test]
 #[ignore = "needs the test image: make test-qemu"]
+fn an_unvalidated_page_is_out_of_the_guest_s_reach() {
+    let out = boot_guest("touch-unvalidated");
+    expect_exit(&out, ExitCode::GuestStopped);
+    // Validated: zeroed and usable; rescinded: gone.
+    assert!(
+        out.serial.contains(
+            "guest: test guest: PVALIDATE 0x6100000 rax=Ok(0): read 0x0, wrote and read 0x12345678"
+        ),
+        "serial:\n{}",
+        out.serial
+    );
+    assert!(
+        out.serial
+            .contains("guest: test guest: rescinded rax=Ok(0); touching the page again")
+    );
+    let r = stop_report(&out);
+    assert!(
+        r.contains("exit=0x400 (NPF)") && r.contains("exitinfo2=0x6100000"),
+        "{r}"
+    );
+    assert!(r.ends_with("access to unvalidated guest memory"), "{r}");
+    assert!(!out.serial.contains("from an unvalidated page"));
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
 fn unhandled_guest_exit_is_reported() {
     let out = boot_guest("unhandled");
     expect_exit(&out, ExitCode::GuestStopped);

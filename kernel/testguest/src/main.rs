@@ -10,6 +10,8 @@
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
 //! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
+//! - `touch-unvalidated`: validates a page, uses it, rescinds it, touches it
+//!   again (stopped);
 //! - `bench`: round-trip medians of QUERY_PROTOCOL and of a bare VMMCALL.
 #![no_std]
 #![no_main]
@@ -106,6 +108,7 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         "write-svsm" => write_svsm(&f),
         "write-vmsa" => write_vmsa(&mut caller),
         "unhandled" => unhandled(),
+        "touch-unvalidated" => touch_unvalidated(&svsm),
         "bench" => bench(&svsm),
         other => {
             println!("test guest: unknown scenario {other:?}");
@@ -156,6 +159,39 @@ fn ghcb_unknown_request(f: &Found) -> u32 {
     };
     svsm::vmgexit_as_is(&svsm);
     println!("test guest: the SVSM returned from an unknown GHCB request");
+    FAIL
+}
+
+/// A page beyond the memory validated at launch: validated by PVALIDATE
+/// (the SVSM zeroes and maps it), written and read back, rescinded, then
+/// touched again, which the SVSM must stop (it is out of the nested page
+/// tables).
+fn touch_unvalidated(svsm: &Svsm) -> u32 {
+    const PAGE: u64 = svsm_bootdefs::guest::GUEST_PREVALIDATED_END + 0x10_0000;
+    let list = svsm.caa + 8;
+    let pvalidate = |validate: bool| {
+        // SAFETY: a one-entry list in this vCPU's Calling Area buffer.
+        unsafe {
+            core::ptr::write_volatile(list as *mut u64, 1);
+            core::ptr::write_volatile((list + 8) as *mut u64, PAGE | if validate { 4 } else { 0 });
+        }
+        svsm.call(1, list, 0, 0, 0).map(|r| r.rax)
+    };
+    let r = pvalidate(true);
+    // SAFETY: the page was just validated (and so mapped) for this guest.
+    let before = unsafe { core::ptr::read_volatile(PAGE as *const u64) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(PAGE as *mut u64, 0x1234_5678) };
+    // SAFETY: as above.
+    let after = unsafe { core::ptr::read_volatile(PAGE as *const u64) };
+    println!(
+        "test guest: PVALIDATE {PAGE:#x} rax={r:x?}: read {before:#x}, wrote and read {after:#x}"
+    );
+    let r = pvalidate(false);
+    println!("test guest: rescinded rax={r:x?}; touching the page again");
+    // SAFETY: deliberately not: the page is no longer validated.
+    let v = unsafe { core::ptr::read_volatile(PAGE as *const u64) };
+    println!("test guest: read {v:#x} from an unvalidated page");
     FAIL
 }
 
