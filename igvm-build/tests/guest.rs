@@ -319,3 +319,30 @@ fn a_boot_vmsa_at_another_vmpl_than_the_channel_is_refused() {
         ["GUEST-STOP: bad boot VMSA: VMPL 1 (the channel configuration says 2)"]
     );
 }
+
+#[test]
+#[ignore = "needs the test image and upstream QEMU: make test-qemu"]
+fn the_guest_runs_on_upstream_qemu_s_own_loader_too() {
+    use igvm_build::qemu::Mode;
+    let qemu = std::env::var_os("SVSM_UPSTREAM_QEMU")
+        .filter(|v| !v.is_empty())
+        .expect("SVSM_UPSTREAM_QEMU must name a QEMU with IGVM support (run `make test-qemu`)");
+    for machine in ["pc", "q35"] {
+        let out = boot_with(
+            BootOptions::new(image())
+                .qemu(&qemu)
+                .mode(Mode::IgvmCfg)
+                .machine(machine)
+                .cmdline("guest=conformance"),
+        );
+        assert_eq!(out.mode, Mode::IgvmCfg);
+        expect_exit(&out, ExitCode::Success);
+        let summary = lines(&out, "guest: CONFORMANCE: ");
+        assert_eq!(summary.len(), 1, "{machine}: serial:\n{}", out.serial);
+        assert!(
+            summary[0].ends_with(" passed, 0 failed"),
+            "{machine}: {}",
+            summary[0]
+        );
+    }
+}
