@@ -644,6 +644,13 @@ pub static CASES: &[Case] = &[
             create(at(sc(V)), at(sc(C2)), SUCCESS),
             create(at(sc(V)), at(sc(C2)), INVALID_ADDRESS),
             core1(REMAP_CA, at(sc(V)), INVALID_ADDRESS),
+            // The running VMSA is the SVSM's: PVALIDATE may not touch it,
+            // nor give the guest access back.
+            header(LIST, 1, 0),
+            entry0(entry(V, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            entry0(entry(V, VALIDATE | IGNORE_CF)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
             core1(DELETE_VCPU, at(sc(V)), SUCCESS),
             core1(DELETE_VCPU, at(sc(V)), INVALID_PARAMETER),
         ]
@@ -698,6 +705,11 @@ pub static CASES: &[Case] = &[
             entry0(entry(D, 0)),
             core1(DEPOSIT_MEM, at(sc(LIST)), SUCCESS),
             expect_next(LIST, &[1, 0]),
+            // Deposited memory is the SVSM's.
+            header(LIST, 1, 0),
+            entry0(entry(D, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            core1(REMAP_CA, at(sc(D)), INVALID_ADDRESS),
             header(W, 4, 0),
             core1(WITHDRAW_MEM, at(sc(W)), SUCCESS),
             expect_next(W, &[1, 0]),

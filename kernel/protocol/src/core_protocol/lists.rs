@@ -105,10 +105,11 @@ impl CoreProtocol {
         if done == PvalidateDone::Unchanged && !e.ignore_cf {
             return Err(CallError::pvalidate(pvalidate_rc::FAIL_UNCHANGED));
         }
-        if e.validate {
-            if done == PvalidateDone::Changed {
-                req.mem.zero(e.gpa, e.size.bytes())?;
-            }
+        // Only a page that became valid is zeroed and given to the guest:
+        // one already valid keeps its contents and its access (a sealed
+        // VMSA must not get guest access back this way).
+        if e.validate && done == PvalidateDone::Changed {
+            req.mem.zero(e.gpa, e.size.bytes())?;
             req.backend.grant_guest(e.gpa, e.size)?;
         }
         Ok(())

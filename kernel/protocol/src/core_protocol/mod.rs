@@ -127,3 +127,6 @@ fn not_svsm(backend: &dyn CoreBackend, gpa: u64, len: u64) -> Result<(), CallErr
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod lock_tests;

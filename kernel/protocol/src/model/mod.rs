@@ -196,6 +196,13 @@ impl FakeBackend {
         (gpa < start + size.bytes()).then_some((start, size))
     }
 
+    /// Whether `[gpa, gpa + len)` holds a sealed VMSA or deposited memory.
+    fn svsm_owned(s: &FakeState, gpa: u64, len: u64) -> bool {
+        let hit = |start: u64, n: u64| start < gpa + len && gpa < start + n;
+        s.sealed.iter().any(|&v| hit(v, PAGE))
+            || s.deposited.iter().any(|&(d, z)| hit(d, z.bytes()))
+    }
+
     fn pages(gpa: u64, size: EntryPageSize) -> impl Iterator<Item = u64> {
         (gpa..gpa + size.bytes()).step_by(PAGE as usize)
     }
@@ -224,6 +231,9 @@ impl CoreBackend for FakeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.state.lock();
+        if Self::svsm_owned(&s, gpa, size.bytes()) {
+            return Err(CallError::InvalidAddress);
+        }
         let mismatch = Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
         let current = match size {
             EntryPageSize::Size4K => match Self::covering(&s, gpa) {
@@ -275,7 +285,7 @@ impl CoreBackend for FakeBackend {
             .any(|&c| c == vmsa_gpa);
         if !self.in_ram(vmsa_gpa, PAGE)
             || Self::covering(&s, vmsa_gpa).is_none()
-            || s.sealed.contains(&vmsa_gpa)
+            || Self::svsm_owned(&s, vmsa_gpa, PAGE)
             || is_caa
         {
             return Err(CallError::InvalidAddress);
@@ -299,7 +309,7 @@ impl CoreBackend for FakeBackend {
         _vmsa: Box<Vmsa>,
     ) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE) || Self::svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         if apic_id >= self.apic_ids || s.vcpus.values().any(|v| v.1 == apic_id) {
@@ -326,7 +336,7 @@ impl CoreBackend for FakeBackend {
 
     fn remap_ca(&self, vcpu: VcpuId, caa_gpa: u64) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE) || Self::svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
@@ -339,7 +349,13 @@ impl CoreBackend for FakeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.state.lock();
-        if s.deposited.iter().any(|&(g, _)| g == gpa) || s.sealed.contains(&gpa) {
+        let range = gpa..gpa + size.bytes();
+        let holds_caa = s
+            .caas
+            .values()
+            .chain(s.vcpus.values().map(|v| &v.0))
+            .any(|c| range.contains(c));
+        if Self::svsm_owned(&s, gpa, size.bytes()) || holds_caa {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
