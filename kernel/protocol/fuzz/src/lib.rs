@@ -135,7 +135,11 @@ fn invariants(b: &FakeBackend) {
 /// and scratch bytes.
 pub fn request(data: &[u8]) {
     let mut i = Input(data);
-    let mut g = ModelGuest::with_scratch(u16::from(i.u8() % 4), SCRATCH_VALID);
+    let first = i.u8();
+    let mut g = ModelGuest::with_scratch(u16::from(first % 4), SCRATCH_VALID);
+    // Half the inputs run against a backend that leaves the ownership
+    // checks to the protocol layer.
+    g.backend.check_owned = first & 0x80 == 0;
     let regs = CallRegs {
         rax: call_rax(u32::from(i.u8() % 4), u32::from(i.u8() % 10)),
         rcx: i.gpa(),
@@ -248,6 +252,11 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
             return (result::INVALID_ADDRESS, next);
         }
         let validate = raw & 4 != 0;
+        // The list's page and the Calling Area stay valid while in use.
+        let holds = |page: u64| page < gpa + size.bytes() && gpa < page + 0x1000;
+        if !validate && (holds(list & !0xfff) || holds(MODEL_CA)) {
+            return (result::INVALID_ADDRESS, next);
+        }
         match b.pvalidate(gpa, size, validate) {
             Err(err) => return (err.code(), next),
             Ok(PvalidateDone::Unchanged) if raw & 8 == 0 => return (0x8000_1010, next),
@@ -267,6 +276,7 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
 pub fn vcpu(data: &[u8]) {
     let mut i = Input(data);
     let mut g = ModelGuest::with_scratch(0, SCRATCH_VALID);
+    g.backend.check_owned = data.len().is_multiple_of(2);
     for _ in 0..16 {
         let op = i.u8();
         if op == 0 && i.0.is_empty() {

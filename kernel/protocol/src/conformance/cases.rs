@@ -328,6 +328,18 @@ pub static CASES: &[Case] = &[
         ]
     ),
     case!(
+        "pvalidate_own_ca_or_list_page",
+        "PVALIDATE",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
+        ]
+    ),
+    case!(
         "pvalidate_already_valid",
         "PVALIDATE",
         [
@@ -689,6 +701,18 @@ pub static CASES: &[Case] = &[
         ]
     ),
     case!(
+        "deposit_own_ca_or_list_page",
+        "DEPOSIT_MEM",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
+        ]
+    ),
+    case!(
         "withdraw_nothing",
         "WITHDRAW_MEM",
         [
@@ -710,6 +734,14 @@ pub static CASES: &[Case] = &[
             entry0(entry(D, 0)),
             pvalidate(sc(LIST), INVALID_ADDRESS),
             core1(REMAP_CA, at(sc(D)), INVALID_ADDRESS),
+            create(at(sc(D)), at(sc(C2)), INVALID_ADDRESS),
+            Step::InitVmsa { at: sc(V) },
+            create(at(sc(V)), at(sc(D)), INVALID_ADDRESS),
+            header(LIST, 1, 0),
+            entry0(entry(D, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            // A list on the deposited page is not read.
+            core1(PVALIDATE, at(sc(D)), INVALID_ADDRESS),
             header(W, 4, 0),
             core1(WITHDRAW_MEM, at(sc(W)), SUCCESS),
             expect_next(W, &[1, 0]),
