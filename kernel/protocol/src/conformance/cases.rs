@@ -266,6 +266,11 @@ pub static CASES: &[Case] = &[
         [header(0xff0, 2, 0), pvalidate(sc(0xff0), INVALID_PARAMETER),]
     ),
     case!(
+        "pvalidate_list_on_ca_header",
+        "PVALIDATE",
+        [pvalidate(Loc::Ca(0), INVALID_PARAMETER)]
+    ),
+    case!(
         "pvalidate_ca_511_entries",
         "PVALIDATE",
         [
