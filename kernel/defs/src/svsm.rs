@@ -112,7 +112,7 @@ pub const PVALIDATE_ENTRY_SIZE: u64 = 8;
 /// Area's buffer (offset 8) holds [`CA_PVALIDATE_MAX_ENTRIES`].
 pub const fn pvalidate_max_entries(offset: u64) -> u64 {
     let offset = offset % crate::PAGE_SIZE;
-    (crate::PAGE_SIZE - offset - PVALIDATE_HEADER_SIZE) / PVALIDATE_ENTRY_SIZE
+    (crate::PAGE_SIZE - offset).saturating_sub(PVALIDATE_HEADER_SIZE) / PVALIDATE_ENTRY_SIZE
 }
 
 /// Entries of a PVALIDATE list that fit in the Calling Area's buffer.
@@ -267,6 +267,7 @@ mod tests {
         assert_eq!(pvalidate_max_entries(0), 511);
         assert_eq!(pvalidate_max_entries(0xff0), 1);
         assert_eq!(pvalidate_max_entries(0x1ff8), 0);
+        assert_eq!(pvalidate_max_entries(0xffc), 0);
     }
 
     #[test]

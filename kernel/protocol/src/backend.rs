@@ -65,7 +65,8 @@ pub trait CoreBackend: Sync {
     /// [`grant_guest`](Self::grant_guest). A failure is the PVALIDATE
     /// return code as `CallError::pvalidate(rc)` (FAIL_INPUT 1,
     /// FAIL_SIZEMISMATCH 6, e.g. a 2 MiB request on a range tracked as 4 KiB
-    /// pages).
+    /// pages). A page the SVSM owns now (a sealed VMSA, deposited memory) is
+    /// refused with INVALID_ADDRESS: the guest must not change its state.
     fn pvalidate(
         &self,
         gpa: u64,
@@ -107,6 +108,8 @@ pub trait CoreBackend: Sync {
     fn remap_ca(&self, vcpu: VcpuId, caa_gpa: u64) -> Result<(), CallError>;
 
     /// Takes a guest page for the SVSM's own use. The guest keeps no access.
+    /// INVALID_ADDRESS when it is not guest RAM, already the SVSM's (a VMSA,
+    /// deposited) or holds a Calling Area.
     fn deposit(&self, gpa: u64, size: EntryPageSize) -> Result<(), CallError>;
 
     /// Gives back one deposited page the SVSM no longer needs, or `None`.

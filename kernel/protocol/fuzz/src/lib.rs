@@ -17,6 +17,10 @@ use svsm_protocol::model::{
 };
 use svsm_protocol::{CallRegs, CoreBackend, Outcome, PvalidateDone};
 
+/// The validated part of the scratch region the targets start with: 16
+/// pages (the 2 MiB page at scratch + 2 MiB starts invalid).
+const SCRATCH_VALID: u64 = 0x10000;
+
 /// Reads the input front to back; past its end every value is 0.
 struct Input<'a>(&'a [u8]);
 
@@ -99,6 +103,13 @@ fn invariants(b: &FakeBackend) {
             "sealed VMSA {v:#x} guest-accessible"
         );
     }
+    for &(d, size) in s.deposited.iter() {
+        assert!(
+            !s.guest_access.contains(&d),
+            "deposited {d:#x} guest-accessible"
+        );
+        assert!(!s.sealed.contains(&d) && size.bytes() >= 0x1000);
+    }
     for (vmsa, (caa, _)) in s.vcpus.iter() {
         assert!(s.sealed.contains(vmsa));
         assert!(!s.sealed.contains(caa), "a CAA is a VMSA");
@@ -124,7 +135,11 @@ fn invariants(b: &FakeBackend) {
 /// and scratch bytes.
 pub fn request(data: &[u8]) {
     let mut i = Input(data);
-    let mut g = ModelGuest::new(u16::from(i.u8() % 4));
+    let first = i.u8();
+    let mut g = ModelGuest::with_scratch(u16::from(first % 4), SCRATCH_VALID);
+    // Half the inputs run against a backend that leaves the ownership
+    // checks to the protocol layer.
+    g.backend.check_owned = first & 0x80 == 0;
     let regs = CallRegs {
         rax: call_rax(u32::from(i.u8() % 4), u32::from(i.u8() % 10)),
         rcx: i.gpa(),
@@ -151,7 +166,7 @@ pub fn request(data: &[u8]) {
 /// backend state, and every page that became valid reads as zeros.
 pub fn pvalidate(data: &[u8]) {
     let mut i = Input(data);
-    let mut g = ModelGuest::new(u16::from(i.u8() % 4));
+    let mut g = ModelGuest::with_scratch(u16::from(i.u8() % 4), SCRATCH_VALID);
     let in_ca = i.u8() & 1 == 1;
     let list = if in_ca {
         MODEL_CA + 8
@@ -208,8 +223,13 @@ pub fn pvalidate(data: &[u8]) {
 /// The list semantics written out plainly, driving `b` directly.
 fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u16) -> (u64, u16) {
     let (entries, mut next) = (u16::from(h[0]), u16::from(h[2]));
-    let max = (0x1000 - list % 0x1000 - 8) / 8;
-    if entries == 0 || u64::from(entries) > max || next >= entries {
+    let max = (0x1000 - list % 0x1000).saturating_sub(8) / 8;
+    if !list.is_multiple_of(8)
+        || list == MODEL_CA
+        || entries == 0
+        || u64::from(entries) > max
+        || next >= entries
+    {
         return (result::INVALID_PARAMETER, next);
     }
     let mut done = 0;
@@ -225,17 +245,22 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
             _ => return (result::INVALID_PARAMETER, next),
         };
         let gpa = raw & !0xfff;
-        if raw & 0xff0 != 0 || gpa % size.bytes() != 0 {
+        if raw & 0xff0 != 0 || !gpa.is_multiple_of(size.bytes()) {
             return (result::INVALID_PARAMETER, next);
         }
         if MODEL_SVSM.overlaps(gpa, size.bytes()) {
             return (result::INVALID_ADDRESS, next);
         }
         let validate = raw & 4 != 0;
+        // The list's page and the Calling Area stay valid while in use.
+        let holds = |page: u64| page < gpa + size.bytes() && gpa < page + 0x1000;
+        if !validate && (holds(list & !0xfff) || holds(MODEL_CA)) {
+            return (result::INVALID_ADDRESS, next);
+        }
         match b.pvalidate(gpa, size, validate) {
             Err(err) => return (err.code(), next),
             Ok(PvalidateDone::Unchanged) if raw & 8 == 0 => return (0x8000_1010, next),
-            Ok(_) if validate => b.grant_guest(gpa, size).unwrap(),
+            Ok(PvalidateDone::Changed) if validate => b.grant_guest(gpa, size).unwrap(),
             Ok(_) => {}
         }
         next += 1;
@@ -250,7 +275,8 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
 /// refused CREATE_VCPU leaves nothing sealed.
 pub fn vcpu(data: &[u8]) {
     let mut i = Input(data);
-    let mut g = ModelGuest::new(0);
+    let mut g = ModelGuest::with_scratch(0, SCRATCH_VALID);
+    g.backend.check_owned = data.len().is_multiple_of(2);
     for _ in 0..16 {
         let op = i.u8();
         if op == 0 && i.0.is_empty() {

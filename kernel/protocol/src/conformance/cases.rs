@@ -266,6 +266,11 @@ pub static CASES: &[Case] = &[
         [header(0xff0, 2, 0), pvalidate(sc(0xff0), INVALID_PARAMETER),]
     ),
     case!(
+        "pvalidate_list_on_ca_header",
+        "PVALIDATE",
+        [pvalidate(Loc::Ca(0), INVALID_PARAMETER)]
+    ),
+    case!(
         "pvalidate_ca_511_entries",
         "PVALIDATE",
         [
@@ -325,6 +330,18 @@ pub static CASES: &[Case] = &[
             header(LIST, 1, 0),
             entry0(Val::AtOr(Loc::BeyondRam(0), VALIDATE)),
             pvalidate(sc(LIST), INVALID_ADDRESS),
+        ]
+    ),
+    case!(
+        "pvalidate_own_ca_or_list_page",
+        "PVALIDATE",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
         ]
     ),
     case!(
@@ -644,6 +661,13 @@ pub static CASES: &[Case] = &[
             create(at(sc(V)), at(sc(C2)), SUCCESS),
             create(at(sc(V)), at(sc(C2)), INVALID_ADDRESS),
             core1(REMAP_CA, at(sc(V)), INVALID_ADDRESS),
+            // The running VMSA is the SVSM's: PVALIDATE may not touch it,
+            // nor give the guest access back.
+            header(LIST, 1, 0),
+            entry0(entry(V, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            entry0(entry(V, VALIDATE | IGNORE_CF)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
             core1(DELETE_VCPU, at(sc(V)), SUCCESS),
             core1(DELETE_VCPU, at(sc(V)), INVALID_PARAMETER),
         ]
@@ -682,6 +706,18 @@ pub static CASES: &[Case] = &[
         ]
     ),
     case!(
+        "deposit_own_ca_or_list_page",
+        "DEPOSIT_MEM",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
+        ]
+    ),
+    case!(
         "withdraw_nothing",
         "WITHDRAW_MEM",
         [
@@ -698,6 +734,19 @@ pub static CASES: &[Case] = &[
             entry0(entry(D, 0)),
             core1(DEPOSIT_MEM, at(sc(LIST)), SUCCESS),
             expect_next(LIST, &[1, 0]),
+            // Deposited memory is the SVSM's.
+            header(LIST, 1, 0),
+            entry0(entry(D, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            core1(REMAP_CA, at(sc(D)), INVALID_ADDRESS),
+            create(at(sc(D)), at(sc(C2)), INVALID_ADDRESS),
+            Step::InitVmsa { at: sc(V) },
+            create(at(sc(V)), at(sc(D)), INVALID_ADDRESS),
+            header(LIST, 1, 0),
+            entry0(entry(D, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            // A list on the deposited page is not read.
+            core1(PVALIDATE, at(sc(D)), INVALID_ADDRESS),
             header(W, 4, 0),
             core1(WITHDRAW_MEM, at(sc(W)), SUCCESS),
             expect_next(W, &[1, 0]),

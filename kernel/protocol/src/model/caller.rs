@@ -3,7 +3,7 @@
 
 use super::{FakeBackend, ModelMemory};
 use crate::backend::{GpaRange, VcpuId};
-use crate::conformance::{Caller, Env};
+use crate::conformance::{Caller, Env, SCRATCH_SIZE};
 use crate::core_protocol::CoreProtocol;
 use crate::registry::{Registry, VersionRange};
 use crate::regs::{CallRegs, OutRegs};
@@ -36,10 +36,18 @@ pub struct ModelGuest {
 }
 
 impl ModelGuest {
-    /// A guest whose RAM below the SVSM is validated 4 KiB pages.
+    /// A guest whose Calling Area page and scratch region are validated
+    /// 4 KiB pages (the rest of its RAM starts invalid).
     pub fn new(pvalidate_budget: u16) -> Self {
+        Self::with_scratch(pvalidate_budget, SCRATCH_SIZE)
+    }
+
+    /// Like [`new`](Self::new) with only the first `validated` bytes of the
+    /// scratch region validated (the fuzz targets: less state to set up).
+    pub fn with_scratch(pvalidate_budget: u16, validated: u64) -> Self {
         let backend = FakeBackend::new(MODEL_RAM, &[MODEL_SVSM]);
-        backend.validate_range(0, MODEL_SVSM.start);
+        backend.validate_range(MODEL_CA, MODEL_CA + 0x1000);
+        backend.validate_range(MODEL_SCRATCH, MODEL_SCRATCH + validated);
         backend.state.lock().caas.insert(VcpuId(0), MODEL_CA);
         Self {
             mem: ModelMemory::new(MODEL_RAM, &[MODEL_SVSM]),

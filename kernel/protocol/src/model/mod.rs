@@ -160,6 +160,9 @@ pub struct FakeBackend {
     pub apic_ids: u32,
     /// CREATE_VCPU answers BUSY once this many vCPUs run.
     pub max_vcpus: usize,
+    /// Whether the backend itself refuses SVSM-owned pages (off: a backend
+    /// that relies on the protocol layer's checks alone).
+    pub check_owned: bool,
     pub state: spin::Mutex<FakeState>,
 }
 
@@ -172,6 +175,7 @@ impl FakeBackend {
             svsm: svsm.to_vec(),
             apic_ids: 4,
             max_vcpus: 2,
+            check_owned: true,
             state: spin::Mutex::new(FakeState::default()),
         }
     }
@@ -194,6 +198,16 @@ impl FakeBackend {
     fn covering(s: &FakeState, gpa: u64) -> Option<(u64, EntryPageSize)> {
         let (&start, &size) = s.validated.range(..=gpa).next_back()?;
         (gpa < start + size.bytes()).then_some((start, size))
+    }
+
+    /// Whether `[gpa, gpa + len)` holds a sealed VMSA or deposited memory.
+    fn svsm_owned(&self, s: &FakeState, gpa: u64, len: u64) -> bool {
+        if !self.check_owned {
+            return false;
+        }
+        let hit = |start: u64, n: u64| start < gpa + len && gpa < start + n;
+        s.sealed.iter().any(|&v| hit(v, PAGE))
+            || s.deposited.iter().any(|&(d, z)| hit(d, z.bytes()))
     }
 
     fn pages(gpa: u64, size: EntryPageSize) -> impl Iterator<Item = u64> {
@@ -224,6 +238,9 @@ impl CoreBackend for FakeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.state.lock();
+        if self.svsm_owned(&s, gpa, size.bytes()) {
+            return Err(CallError::InvalidAddress);
+        }
         let mismatch = Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
         let current = match size {
             EntryPageSize::Size4K => match Self::covering(&s, gpa) {
@@ -275,7 +292,7 @@ impl CoreBackend for FakeBackend {
             .any(|&c| c == vmsa_gpa);
         if !self.in_ram(vmsa_gpa, PAGE)
             || Self::covering(&s, vmsa_gpa).is_none()
-            || s.sealed.contains(&vmsa_gpa)
+            || self.svsm_owned(&s, vmsa_gpa, PAGE)
             || is_caa
         {
             return Err(CallError::InvalidAddress);
@@ -299,7 +316,7 @@ impl CoreBackend for FakeBackend {
         _vmsa: Box<Vmsa>,
     ) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE) || self.svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         if apic_id >= self.apic_ids || s.vcpus.values().any(|v| v.1 == apic_id) {
@@ -326,7 +343,7 @@ impl CoreBackend for FakeBackend {
 
     fn remap_ca(&self, vcpu: VcpuId, caa_gpa: u64) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || s.sealed.contains(&caa_gpa) {
+        if !self.in_ram(caa_gpa, PAGE) || self.svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
@@ -339,7 +356,13 @@ impl CoreBackend for FakeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.state.lock();
-        if s.deposited.iter().any(|&(g, _)| g == gpa) || s.sealed.contains(&gpa) {
+        let range = gpa..gpa + size.bytes();
+        let holds_caa = s
+            .caas
+            .values()
+            .chain(s.vcpus.values().map(|v| &v.0))
+            .any(|c| range.contains(c));
+        if self.svsm_owned(&s, gpa, size.bytes()) || holds_caa {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
