@@ -241,6 +241,17 @@ fn unhandled_guest_exit_is_reported() {
 
 #[test]
 #[ignore = "needs the test image: make test-qemu"]
+fn an_exception_in_the_guest_stops_it_with_a_report() {
+    let out = boot_guest("ud2");
+    expect_exit(&out, ExitCode::GuestStopped);
+    let r = stop_report(&out);
+    assert!(r.contains("exit=0x46 (exception)"), "#UD is vector 6: {r}");
+    assert!(r.ends_with("unhandled exception in the guest"), "{r}");
+    assert!(!out.serial.contains("UD2 returned"));
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
 fn unknown_guest_scenario_fails_the_boot() {
     let out = boot_guest("no-such-scenario");
     expect_exit(&out, ExitCode::TestFailure);

@@ -10,6 +10,7 @@
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
 //! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
+//! - `ud2`: an exception in the guest (reported, guest stopped);
 //! - `touch-unvalidated`: validates a page, uses it, rescinds it, touches it
 //!   again (stopped);
 //! - `bench`: round-trip medians of QUERY_PROTOCOL and of a bare VMMCALL.
@@ -108,6 +109,14 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         "write-svsm" => write_svsm(&f),
         "write-vmsa" => write_vmsa(&mut caller),
         "unhandled" => unhandled(),
+        "ud2" => {
+            println!("test guest: executing UD2");
+            // SAFETY: deliberately not: #UD exits to the SVSM (every
+            // exception is intercepted), which stops the guest.
+            unsafe { core::arch::asm!("ud2") };
+            println!("test guest: UD2 returned");
+            FAIL
+        }
         "touch-unvalidated" => touch_unvalidated(&svsm),
         "bench" => bench(&svsm),
         other => {
