@@ -156,6 +156,20 @@ fn a_wrong_expectation_fails_the_suite() {
 
 #[test]
 #[ignore = "needs the test image: make test-qemu"]
+fn vcpus_are_created_and_deleted_many_times_over() {
+    let out = boot_guest("vcpu-churn");
+    expect_exit(&out, ExitCode::Success);
+    assert!(
+        out.serial
+            .contains("guest: test guest: 64 vCPUs created and deleted")
+    );
+    // Each one ran (and halted) on a reused slot: vCPU 1 at most.
+    assert!(lines(&out, "[INFO ] guest: vCPU 1 (APIC ID ").len() >= 60);
+    assert!(!out.serial.contains("guest: vCPU 2 "), "slots are reused");
+}
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
 fn guest_write_into_its_vmsa_page_is_stopped() {
     let out = boot_guest("write-vmsa");
     expect_exit(&out, ExitCode::GuestStopped);

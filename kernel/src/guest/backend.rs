@@ -187,13 +187,19 @@ impl CoreBackend for NativeBackend {
         if apic_id >= MAX_VCPUS || live().any(|v| v.apic_id == apic_id) {
             return Err(CallError::InvalidParameter);
         }
-        s.slots.push(Slot {
+        let slot = Slot {
             caa: caa_gpa,
             vmsa_gpa: Some(vmsa_gpa),
             apic_id,
             start: Some(vmsa),
             deleted: false,
-        });
+        };
+        // A deleted vCPU's slot is reused (the run loop replaces its VMCB),
+        // so the slots never outnumber the APIC IDs.
+        match s.slots.iter_mut().find(|v| v.deleted) {
+            Some(free) => *free = slot,
+            None => s.slots.push(slot),
+        }
         Ok(())
     }
 

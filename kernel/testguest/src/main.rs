@@ -9,6 +9,7 @@
 //! - `ghcb-unknown-request`: a GHCB request the SVSM does not serve (stopped);
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
 //! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
+//! - `vcpu-churn`: creates and deletes vCPUs many times over;
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
 //! - `ud2`: an exception in the guest (reported, guest stopped);
 //! - `touch-unvalidated`: validates a page, uses it, rescinds it, touches it
@@ -109,6 +110,7 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         "ghcb-unknown-request" => ghcb_unknown_request(&f),
         "write-svsm" => write_svsm(&f),
         "write-vmsa" => write_vmsa(&mut caller),
+        "vcpu-churn" => vcpu_churn(&mut caller),
         "unhandled" => unhandled(),
         "ud2" => {
             println!("test guest: executing UD2");
@@ -126,6 +128,44 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         }
     };
     io::exit(code)
+}
+
+/// CREATE_VCPU and DELETE_VCPU many times over (each new vCPU runs and
+/// halts in between): every call succeeds, so the SVSM reclaims what a
+/// deleted vCPU held.
+fn vcpu_churn(c: &mut GuestCaller) -> u32 {
+    use svsm_defs::svsm::{call_rax, core_call};
+    use svsm_protocol::conformance::Caller;
+    const ROUNDS: u32 = 64;
+    let vmsa = conformance::SCRATCH + 0x3000;
+    let caa = conformance::SCRATCH + 0x4000;
+    for round in 0..ROUNDS {
+        c.init_vmsa(vmsa);
+        let apic = u64::from(1 + round % 3);
+        let create = c.call(&svsm_protocol::CallRegs {
+            rax: call_rax(0, core_call::CREATE_VCPU),
+            rcx: vmsa,
+            rdx: caa,
+            r8: apic,
+            r9: 0,
+        });
+        let delete = c.call(&svsm_protocol::CallRegs {
+            rax: call_rax(0, core_call::DELETE_VCPU),
+            rcx: vmsa,
+            rdx: 0,
+            r8: 0,
+            r9: 0,
+        });
+        if create.rax != 0 || delete.rax != 0 {
+            println!(
+                "test guest: round {round}: CREATE_VCPU rax={:#x}, DELETE_VCPU rax={:#x}",
+                create.rax, delete.rax
+            );
+            return FAIL;
+        }
+    }
+    println!("test guest: {ROUNDS} vCPUs created and deleted");
+    PASS
 }
 
 /// CREATE_VCPU with a VMSA in the scratch region, then a write into that
