@@ -54,7 +54,7 @@ pub fn svm_support(plat: &dyn SvsmPlatform) -> Result<(), &'static str> {
 pub struct Guest {
     plat: &'static dyn SvsmPlatform,
     backend: NativeBackend,
-    /// The protocols this SVSM serves (the core protocol, version 1).
+    /// The protocols the channel configuration enables.
     registry: Registry<'static>,
     vcpus: Vec<Option<Box<Vcpu>>>,
     console: GuestConsole,
