@@ -120,8 +120,9 @@ igvm-test: kernel kernel-test testguest host-tools
 	  --pvalidate-budget 64 -o $(TEST_IGVM)
 
 ## run: boot under QEMU; exits 0 when the kernel shuts down with success.
-## A `test=<case>` in CMDLINE boots the test image.
-RUN_TEST := $(findstring test=,$(CMDLINE))
+## A `test=<case>` or `guest=<scenario>` in CMDLINE boots the test image
+## (the one with the in-kernel test cases and the hosted test guest).
+RUN_TEST := $(findstring test=,$(CMDLINE))$(findstring guest=,$(CMDLINE))
 run: setup igvm $(if $(RUN_TEST),igvm-test)
 	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
 
