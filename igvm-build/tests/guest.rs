@@ -371,3 +371,19 @@ fn the_guest_runs_on_upstream_qemu_s_own_loader_too() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs the test image: make test-qemu"]
+fn nmis_reach_the_svsm_after_it_hosted_a_guest() {
+    // The in-kernel case runs the guest, then sends the CPU a hardware NMI
+    // through its local APIC: it only arrives if GIF was set again after
+    // the guest's last #VMEXIT.
+    let out = boot_with(BootOptions::new(image()).cmdline("test=guest-then-nmi"));
+    expect_exit(&out, ExitCode::Success);
+    assert!(
+        out.serial.contains("GUEST-EXIT code=0 "),
+        "serial:\n{}",
+        out.serial
+    );
+    assert!(out.serial.contains("TEST guest-then-nmi: PASS"));
+}

@@ -10,6 +10,7 @@
 //! - `write-svsm`: writes into SVSM memory (the SVSM must stop it);
 //! - `write-vmsa`: creates a vCPU, then writes into its VMSA page (likewise);
 //! - `vcpu-churn`: creates and deletes vCPUs many times over;
+//! - `exit`: ends at once with success;
 //! - `unhandled`: an exit the SVSM does not handle (reported, guest stopped);
 //! - `ud2`: an exception in the guest (reported, guest stopped);
 //! - `touch-unvalidated`: validates a page, uses it, rescinds it, touches it
@@ -112,6 +113,7 @@ extern "C" fn _start(cmdline_gpa: u64, secrets_gpa: u64) -> ! {
         "write-vmsa" => write_vmsa(&mut caller),
         "vcpu-churn" => vcpu_churn(&mut caller),
         "unhandled" => unhandled(),
+        "exit" => PASS,
         "ud2" => {
             println!("test guest: executing UD2");
             // SAFETY: deliberately not: #UD exits to the SVSM (every
