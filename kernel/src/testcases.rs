@@ -452,15 +452,9 @@ const ICR_NMI_TO_ALL: u32 = (0b100 << 8) | (0b10 << 18);
 /// through its local APIC: it must arrive, so hosting a guest left GIF set
 /// (VMRUN's #VMEXIT clears it; `arch::svm::vmrun` sets it again).
 fn guest_then_nmi() -> Result<(), &'static str> {
-    let channel = svsm_bootdefs::channel::ChannelConfig::new(
-        1,
-        &[svsm_bootdefs::channel::ProtocolEntry::new(0, 1, 1)],
-        0,
-        0,
-    )
-    .map_err(|_| "channel configuration")?;
-    let ram_end = svsm_bootdefs::layout::DEFAULT_GUEST_RAM;
-    match crate::guest::run(crate::platform::platform(), ram_end, "exit", &channel) {
+    let channel = crate::CHANNEL.get().ok_or("no channel configuration")?;
+    let ram_end = crate::RAM_END.get().copied().ok_or("no memory map")?;
+    match crate::guest::run(crate::platform::platform(), ram_end, "exit", channel) {
         Some(ExitCode::Success) => {}
         _ => return Err("the guest did not run and exit with success"),
     }
