@@ -76,6 +76,7 @@ const VALID_CODES: [u64; 11] = [
 fn checked_call(g: &mut ModelGuest, regs: &CallRegs) -> u64 {
     let ca = g.ca;
     g.mem.poke(ca, &[1]);
+    let before = g.backend.state.lock().clone();
     let out = match g.exit(regs) {
         Outcome::Served(out) => out,
         o => panic!("{regs:x?}: {o:?}"),
@@ -91,6 +92,26 @@ fn checked_call(g: &mut ModelGuest, regs: &CallRegs) -> u64 {
         assert_eq!((out.rcx, out.rdx, out.r8), (regs.rcx, regs.rdx, regs.r8));
     }
     invariants(&g.backend);
+    // A refused single-object call (everything but the list calls) changes
+    // nothing: no half-created vCPU, no page left sealed.
+    let single = [
+        core_call::REMAP_CA,
+        core_call::CREATE_VCPU,
+        core_call::DELETE_VCPU,
+        core_call::QUERY_PROTOCOL,
+        core_call::CONFIGURE_VTOM,
+    ];
+    if out.rax != result::SUCCESS && single.iter().any(|&c| regs.rax == call_rax(0, c)) {
+        let after = g.backend.state.lock();
+        assert_eq!(
+            (&after.validated, &after.guest_access, &after.sealed),
+            (&before.validated, &before.guest_access, &before.sealed)
+        );
+        assert_eq!(
+            (&after.vcpus, &after.caas, after.ops),
+            (&before.vcpus, &before.caas, before.ops)
+        );
+    }
     out.rax
 }
 
