@@ -18,6 +18,7 @@ pub mod cpuid;
 pub mod cr;
 pub mod desc;
 pub mod ghcb;
+pub mod ioio;
 pub mod msr;
 pub mod paging;
 pub mod secrets;
