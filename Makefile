@@ -146,7 +146,8 @@ fmt-check:
 # Subsystem fragments add test-<area> and bench-<area> targets.
 FRAGMENT_TESTS :=
 FRAGMENT_BENCHES :=
--include guards/guards.mk unwinder/unwinder.mk stackcheck/stackcheck.mk igvm-build/igvm-build.mk
+-include guards/guards.mk unwinder/unwinder.mk stackcheck/stackcheck.mk igvm-build/igvm-build.mk \
+         kernel/insn/insn.mk
 
 
 ## The library crates must also build no_std for the kernel target.
@@ -174,7 +175,7 @@ bench: $(FRAGMENT_BENCHES)
 ## the committed corpus (<crate>/fuzz/corpus/<target>) is only read; crashes
 ## land in <crate>/fuzz/artifacts/. `make test` replays the committed corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
+FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf kernel/insn:decode \
                 stackcheck:config stackcheck:log stackcheck:elf
 FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
 .PHONY: fuzz
