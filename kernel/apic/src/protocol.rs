@@ -31,28 +31,20 @@ pub enum Emulation {
     Locked,
 }
 
-/// A call's failure, with the SVSM result code it returns in RAX.
+/// CONFIGURE(DISABLED) while locked: protocol-specific error 0.
+pub const ERR_CANNOT_DISABLE: u32 = 0;
+/// CONFIGURE(LOCKED) while disabled: protocol-specific error 1.
+pub const ERR_CANNOT_LOCK: u32 = 1;
+
+/// A call's failure, named as the SVSM result codes are (the request
+/// path's own error type maps one to one: `Protocol(n)` is
+/// 0x8000_1000 + n).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallError {
     UnsupportedCall,
     InvalidParameter,
     InvalidRequest,
-    /// CONFIGURE(DISABLED) while locked: protocol-specific error 0.
-    CannotDisable,
-    /// CONFIGURE(LOCKED) while disabled: protocol-specific error 1.
-    CannotLock,
-}
-
-impl CallError {
-    pub const fn code(self) -> u64 {
-        match self {
-            CallError::UnsupportedCall => 0x8000_0002,
-            CallError::InvalidParameter => 0x8000_0005,
-            CallError::InvalidRequest => 0x8000_0006,
-            CallError::CannotDisable => 0x8000_1000,
-            CallError::CannotLock => 0x8000_1001,
-        }
-    }
+    Protocol(u32),
 }
 
 impl From<RegisterError> for CallError {
@@ -138,11 +130,15 @@ fn register_number(rcx: u64) -> Result<u32, CallError> {
 
 fn configure(g: &mut GuestApic, rcx: u64) -> Result<(), CallError> {
     g.emulation = match (rcx, g.emulation) {
-        (CONFIGURE_DISABLED, Emulation::Locked) => return Err(CallError::CannotDisable),
+        (CONFIGURE_DISABLED, Emulation::Locked) => {
+            return Err(CallError::Protocol(ERR_CANNOT_DISABLE));
+        }
         (CONFIGURE_DISABLED, _) => Emulation::Disabled,
         (CONFIGURE_ENABLED, Emulation::Locked) => Emulation::Locked,
         (CONFIGURE_ENABLED, _) => Emulation::Enabled,
-        (CONFIGURE_LOCKED, Emulation::Disabled) => return Err(CallError::CannotLock),
+        (CONFIGURE_LOCKED, Emulation::Disabled) => {
+            return Err(CallError::Protocol(ERR_CANNOT_LOCK));
+        }
         (CONFIGURE_LOCKED, _) => Emulation::Locked,
         _ => return Err(CallError::InvalidParameter),
     };

@@ -132,8 +132,8 @@ pub fn run_ops(data: &[u8]) {
                 if let Err(e) = r {
                     assert!(matches!(
                         e,
-                        CallError::CannotDisable
-                            | CallError::CannotLock
+                        CallError::Protocol(0)
+                            | CallError::Protocol(1)
                             | CallError::InvalidParameter
                     ));
                 }
