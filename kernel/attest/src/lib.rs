@@ -17,6 +17,7 @@ pub mod guid;
 pub mod manifest;
 mod protocol;
 pub mod request;
+pub mod snp_msg;
 
 pub use dev_report::{DEVELOPMENT_KEY, DevelopmentReports, NOT_ROOTED};
 pub use guid::Guid;

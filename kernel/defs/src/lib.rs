@@ -22,6 +22,7 @@ pub mod ioio;
 pub mod msr;
 pub mod paging;
 pub mod secrets;
+pub mod snp_msg;
 pub mod snp_report;
 pub mod uart;
 pub mod vmsa;
