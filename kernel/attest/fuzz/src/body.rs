@@ -6,7 +6,8 @@
 
 use svsm_attest::guid::VTPM;
 use svsm_attest::{
-    AttestError, DevelopmentReports, GuestMemory, MemError, Service, handle_call, parse_request,
+    AttestError, DevelopmentReports, GuestMemory, MemError, SINGLE_SERVICE, Service, handle_call,
+    parse_request,
 };
 use svsm_defs::snp_report::AttestationReport;
 use zerocopy::FromZeros;
@@ -54,7 +55,9 @@ pub fn run(data: &[u8]) {
     let mut dev = DevelopmentReports::new([0; 48], 0, 0);
     let mut scratch = AttestationReport::new_box_zeroed().expect("alloc");
     let call = u32::from(call % 3);
-    let parsed = parse_request(&mem.0[0x1000..0x1058]).ok();
+    // SERVICES reads the four entries only; SINGLE_SERVICE all 0x58 bytes.
+    let size = if call == SINGLE_SERVICE { 0x58 } else { 0x40 };
+    let parsed = parse_request(&mem.0[0x1000..0x1000 + size]).ok();
     match handle_call(call, 0x1000, &mut mem, &services, &mut dev, &mut scratch) {
         Ok(sizes) => {
             let p = parsed.expect("a call succeeded on a request that does not parse");
