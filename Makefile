@@ -152,7 +152,8 @@ FRAGMENT_BENCHES :=
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-insn -p svsm-apic -p svsm-attest --target $(TARGET)
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-protocol \
+	  -p svsm-insn -p svsm-apic -p svsm-attest --target $(TARGET)
 
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
@@ -175,8 +176,10 @@ bench: $(FRAGMENT_BENCHES)
 ## the committed corpus (<crate>/fuzz/corpus/<target>) is only read; crashes
 ## land in <crate>/fuzz/artifacts/. `make test` replays the committed corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf kernel/insn:decode kernel/apic:registers kernel/attest:request \
-                stackcheck:config stackcheck:log stackcheck:elf
+FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
+                stackcheck:config stackcheck:log stackcheck:elf \
+                kernel/protocol:request kernel/protocol:pvalidate kernel/protocol:vcpu \
+                kernel/insn:decode kernel/apic:registers kernel/attest:request
 FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
 .PHONY: fuzz
 fuzz:
