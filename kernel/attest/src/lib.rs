@@ -9,6 +9,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -16,6 +17,7 @@ mod dev_report;
 pub mod guid;
 pub mod manifest;
 mod protocol;
+mod registry;
 pub mod request;
 pub mod snp_msg;
 
@@ -26,6 +28,7 @@ pub use protocol::{
     AttestError, CallError, GuestMemory, MemError, SERVICES, SINGLE_SERVICE, Sizes, handle_call,
     report_data,
 };
+pub use registry::{AttestationProtocol, ERR_REPORT_UNAVAILABLE};
 pub use request::{AttestRequest, Buffer, parse_request};
 
 use svsm_defs::snp_report::{AttestationReport, REPORT_DATA_LEN};
