@@ -17,15 +17,18 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
 mod apic;
 pub mod protocol;
+mod registry;
 pub mod regs;
 mod timer;
 mod vectors;
 
 pub use apic::{Ipi, IpiDest, LevelEoi, LocalApic, RegisterError};
 pub use protocol::{CallError, CallOutput, Emulation, GuestApic, handle_call};
+pub use registry::ApicProtocol;
 pub use vectors::{FIRST_INJECTABLE, VectorSet};
