@@ -16,7 +16,11 @@ pub struct MemError {
 
 /// Guest RAM as the SVSM reaches it: by copy. Implementations refuse any
 /// range that is not wholly guest RAM (including the SVSM's own memory and
-/// ranges that wrap around), and never hand out a reference.
+/// ranges that wrap around), and never hand out a reference. On SEV-SNP an
+/// access to a page that is not validated faults, so an implementation
+/// there also refuses such pages (the protocol keeps the Calling Area and a
+/// list in use from being invalidated, and zeroes a page only after
+/// validating it).
 pub trait GuestMemory {
     /// Copies `buf.len()` bytes from `gpa`.
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError>;

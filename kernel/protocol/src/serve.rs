@@ -24,7 +24,10 @@ pub enum Outcome {
     Served(OutRegs),
     /// The Calling Area itself is not readable or writable guest RAM. The
     /// SVSM chose it (at launch or by a checked REMAP_CA), so this is the
-    /// platform's fault to report; nothing was handled.
+    /// platform's fault to report. When the header could not be read
+    /// nothing was handled; when only clearing `call_pending` failed the
+    /// call ran but its result is lost: either way the kernel stops the
+    /// guest with a report.
     CallingAreaFault(MemError),
 }
 

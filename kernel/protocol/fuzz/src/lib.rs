@@ -76,6 +76,7 @@ const VALID_CODES: [u64; 11] = [
 fn checked_call(g: &mut ModelGuest, regs: &CallRegs) -> u64 {
     let ca = g.ca;
     g.mem.poke(ca, &[1]);
+    let before = g.backend.state.lock().clone();
     let out = match g.exit(regs) {
         Outcome::Served(out) => out,
         o => panic!("{regs:x?}: {o:?}"),
@@ -91,6 +92,26 @@ fn checked_call(g: &mut ModelGuest, regs: &CallRegs) -> u64 {
         assert_eq!((out.rcx, out.rdx, out.r8), (regs.rcx, regs.rdx, regs.r8));
     }
     invariants(&g.backend);
+    // A refused single-object call (everything but the list calls) changes
+    // nothing: no half-created vCPU, no page left sealed.
+    let single = [
+        core_call::REMAP_CA,
+        core_call::CREATE_VCPU,
+        core_call::DELETE_VCPU,
+        core_call::QUERY_PROTOCOL,
+        core_call::CONFIGURE_VTOM,
+    ];
+    if out.rax != result::SUCCESS && single.iter().any(|&c| regs.rax == call_rax(0, c)) {
+        let after = g.backend.state.lock();
+        assert_eq!(
+            (&after.validated, &after.guest_access, &after.sealed),
+            (&before.validated, &before.guest_access, &before.sealed)
+        );
+        assert_eq!(
+            (&after.vcpus, &after.caas, after.ops),
+            (&before.vcpus, &before.caas, before.ops)
+        );
+    }
     out.rax
 }
 
@@ -135,7 +156,11 @@ fn invariants(b: &FakeBackend) {
 /// and scratch bytes.
 pub fn request(data: &[u8]) {
     let mut i = Input(data);
-    let mut g = ModelGuest::with_scratch(u16::from(i.u8() % 4), SCRATCH_VALID);
+    let first = i.u8();
+    let mut g = ModelGuest::with_scratch(u16::from(first % 4), SCRATCH_VALID);
+    // Half the inputs run against a backend that leaves the ownership
+    // checks to the protocol layer.
+    g.backend.check_owned = first & 0x80 == 0;
     let regs = CallRegs {
         rax: call_rax(u32::from(i.u8() % 4), u32::from(i.u8() % 10)),
         rcx: i.gpa(),
@@ -248,6 +273,11 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
             return (result::INVALID_ADDRESS, next);
         }
         let validate = raw & 4 != 0;
+        // The list's page and the Calling Area stay valid while in use.
+        let holds = |page: u64| page < gpa + size.bytes() && gpa < page + 0x1000;
+        if !validate && (holds(list & !0xfff) || holds(MODEL_CA)) {
+            return (result::INVALID_ADDRESS, next);
+        }
         match b.pvalidate(gpa, size, validate) {
             Err(err) => return (err.code(), next),
             Ok(PvalidateDone::Unchanged) if raw & 8 == 0 => return (0x8000_1010, next),
@@ -267,6 +297,7 @@ fn reference_walk(b: &FakeBackend, list: u64, h: &[u8; 8], e: &[u64], budget: u1
 pub fn vcpu(data: &[u8]) {
     let mut i = Input(data);
     let mut g = ModelGuest::with_scratch(0, SCRATCH_VALID);
+    g.backend.check_owned = data.len().is_multiple_of(2);
     for _ in 0..16 {
         let op = i.u8();
         if op == 0 && i.0.is_empty() {

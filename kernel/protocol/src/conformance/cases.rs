@@ -266,6 +266,11 @@ pub static CASES: &[Case] = &[
         [header(0xff0, 2, 0), pvalidate(sc(0xff0), INVALID_PARAMETER),]
     ),
     case!(
+        "pvalidate_list_on_ca_header",
+        "PVALIDATE",
+        [pvalidate(Loc::Ca(0), INVALID_PARAMETER)]
+    ),
+    case!(
         "pvalidate_ca_511_entries",
         "PVALIDATE",
         [
@@ -325,6 +330,18 @@ pub static CASES: &[Case] = &[
             header(LIST, 1, 0),
             entry0(Val::AtOr(Loc::BeyondRam(0), VALIDATE)),
             pvalidate(sc(LIST), INVALID_ADDRESS),
+        ]
+    ),
+    case!(
+        "pvalidate_own_ca_or_list_page",
+        "PVALIDATE",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            pvalidate(sc(LIST), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
         ]
     ),
     case!(
@@ -689,6 +706,18 @@ pub static CASES: &[Case] = &[
         ]
     ),
     case!(
+        "deposit_own_ca_or_list_page",
+        "DEPOSIT_MEM",
+        [
+            header(LIST, 1, 0),
+            entry0(Val::AtOr(Loc::Ca(0), 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            entry0(entry(LIST, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            expect_next(LIST, &[0, 0]),
+        ]
+    ),
+    case!(
         "withdraw_nothing",
         "WITHDRAW_MEM",
         [
@@ -710,6 +739,14 @@ pub static CASES: &[Case] = &[
             entry0(entry(D, 0)),
             pvalidate(sc(LIST), INVALID_ADDRESS),
             core1(REMAP_CA, at(sc(D)), INVALID_ADDRESS),
+            create(at(sc(D)), at(sc(C2)), INVALID_ADDRESS),
+            Step::InitVmsa { at: sc(V) },
+            create(at(sc(V)), at(sc(D)), INVALID_ADDRESS),
+            header(LIST, 1, 0),
+            entry0(entry(D, 0)),
+            core1(DEPOSIT_MEM, at(sc(LIST)), INVALID_ADDRESS),
+            // A list on the deposited page is not read.
+            core1(PVALIDATE, at(sc(D)), INVALID_ADDRESS),
             header(W, 4, 0),
             core1(WITHDRAW_MEM, at(sc(W)), SUCCESS),
             expect_next(W, &[1, 0]),

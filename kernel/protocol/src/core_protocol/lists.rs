@@ -2,7 +2,7 @@
 //! [`PvalidateListHeader`] and `entries` u64 entries that never cross the
 //! end of the page the list starts in.
 
-use super::{CoreProtocol, not_svsm};
+use super::{CoreProtocol, not_svsm, owned};
 use crate::backend::PvalidateDone;
 use crate::error::CallError;
 use crate::memory::read_obj;
@@ -27,7 +27,7 @@ struct List {
 impl List {
     /// Reads the list at `gpa`: the header once, then the entries from
     /// `next` to `entries` once.
-    fn read(req: &Request<'_>, gpa: u64) -> Result<Self, CallError> {
+    fn read(core: &CoreProtocol, req: &Request<'_>, gpa: u64) -> Result<Self, CallError> {
         // A list on the Calling Area's header would reuse bytes `serve`
         // already read (call_pending is `entries`' low byte): the spec puts
         // lists in the buffer, from offset 8.
@@ -35,6 +35,10 @@ impl List {
             return Err(CallError::InvalidParameter);
         }
         not_svsm(req.backend, gpa, PVALIDATE_HEADER_SIZE)?;
+        // The list's page must still be the guest's.
+        if core.owned.lock().overlaps(gpa, PVALIDATE_HEADER_SIZE) {
+            return Err(CallError::InvalidAddress);
+        }
         let h: PvalidateListHeader = read_obj(req.mem, gpa)?;
         let max = pvalidate_max_entries(gpa % PAGE_SIZE);
         if h.entries == 0 || u64::from(h.entries) > max || h.next >= h.entries {
@@ -65,6 +69,12 @@ impl List {
     fn current(&self, first_next: u16) -> u64 {
         self.raw[usize::from(self.next - first_next)]
     }
+
+    /// Whether `[gpa, gpa + len)` holds the list's page.
+    fn page_in(&self, gpa: u64, len: u64) -> bool {
+        let page = self.gpa & !(PAGE_SIZE - 1);
+        page < gpa.saturating_add(len) && gpa < page + PAGE_SIZE
+    }
 }
 
 /// Refuses a page that is not aligned to its size or touches the SVSM.
@@ -79,7 +89,7 @@ impl CoreProtocol {
     /// PVALIDATE: RCX = the list's GPA (in guest memory or in the Calling
     /// Area's buffer).
     pub(super) fn pvalidate_list(&self, req: &mut Request<'_>) -> Result<(), CallError> {
-        let mut list = List::read(req, req.regs.rcx)?;
+        let mut list = List::read(self, req, req.regs.rcx)?;
         let first = list.next;
         let mut done = 0u16;
         while list.next < list.entries {
@@ -88,7 +98,7 @@ impl CoreProtocol {
             }
             let entry = PvalidateEntry::decode(list.current(first))
                 .map_err(|_| CallError::InvalidParameter)?;
-            self.pvalidate_one(req, &entry)?;
+            self.pvalidate_one(req, &list, &entry)?;
             list.advance(req)?;
             done += 1;
         }
@@ -98,9 +108,26 @@ impl CoreProtocol {
     /// One entry: PVALIDATE, and for a page that became valid, zeroing
     /// before the guest gets access (a page the host remapped must not show
     /// the guest what it held before).
-    fn pvalidate_one(&self, req: &mut Request<'_>, e: &PvalidateEntry) -> Result<(), CallError> {
+    fn pvalidate_one(
+        &self,
+        req: &mut Request<'_>,
+        list: &List,
+        e: &PvalidateEntry,
+    ) -> Result<(), CallError> {
         check_page(req, e.gpa, e.size)?;
+        let len = e.size.bytes();
         let _shared = self.pvalidate.read();
+        {
+            let owned = self.owned.lock();
+            // The SVSM's pages are not the guest's to change; a Calling
+            // Area or the list itself must stay valid while in use.
+            if owned.overlaps(e.gpa, len)
+                || (!e.validate
+                    && (owned.is_ca(e.gpa, len, req.ca_gpa) || list.page_in(e.gpa, len)))
+            {
+                return Err(CallError::InvalidAddress);
+            }
+        }
         let done = req.backend.pvalidate(e.gpa, e.size, e.validate)?;
         if done == PvalidateDone::Unchanged && !e.ignore_cf {
             return Err(CallError::pvalidate(pvalidate_rc::FAIL_UNCHANGED));
@@ -109,41 +136,61 @@ impl CoreProtocol {
         // one already valid keeps its contents and its access (a sealed
         // VMSA must not get guest access back this way).
         if e.validate && done == PvalidateDone::Changed {
-            req.mem.zero(e.gpa, e.size.bytes())?;
+            req.mem.zero(e.gpa, len)?;
             req.backend.grant_guest(e.gpa, e.size)?;
         }
         Ok(())
     }
-}
 
-/// DEPOSIT_MEM: RCX = GPA of a list of pages the guest gives the SVSM.
-pub(super) fn deposit(req: &mut Request<'_>) -> Result<(), CallError> {
-    let mut list = List::read(req, req.regs.rcx)?;
-    let first = list.next;
-    while list.next < list.entries {
-        let e =
-            MemoryEntry::decode(list.current(first)).map_err(|_| CallError::InvalidParameter)?;
-        check_page(req, e.gpa, e.size)?;
-        req.backend.deposit(e.gpa, e.size)?;
-        list.advance(req)?;
+    /// DEPOSIT_MEM: RCX = GPA of a list of pages the guest gives the SVSM.
+    pub(super) fn deposit(&self, req: &mut Request<'_>) -> Result<(), CallError> {
+        let mut list = List::read(self, req, req.regs.rcx)?;
+        let first = list.next;
+        while list.next < list.entries {
+            let e = MemoryEntry::decode(list.current(first))
+                .map_err(|_| CallError::InvalidParameter)?;
+            check_page(req, e.gpa, e.size)?;
+            let len = e.size.bytes();
+            {
+                let _exclusive = self.pvalidate.write();
+                let mut owned = self.owned.lock();
+                if owned.overlaps(e.gpa, len)
+                    || owned.is_ca(e.gpa, len, req.ca_gpa)
+                    || list.page_in(e.gpa, len)
+                {
+                    return Err(CallError::InvalidAddress);
+                }
+                req.backend.deposit(e.gpa, e.size)?;
+                owned.insert(e.gpa, len, owned::Kind::Deposited);
+            }
+            list.advance(req)?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// WITHDRAW_MEM: RCX = GPA of a list the SVSM fills with pages it gives
-/// back, from `next` up to `entries` (the list's capacity); `next` ends at
-/// the number of entries filled. The guest validates the pages again
-/// before use.
-pub(super) fn withdraw(req: &mut Request<'_>) -> Result<(), CallError> {
-    let mut list = List::read(req, req.regs.rcx)?;
-    while list.next < list.entries {
-        let Some((gpa, size)) = req.backend.withdraw() else {
-            break;
-        };
-        let at = list.gpa + PVALIDATE_HEADER_SIZE + u64::from(list.next) * PVALIDATE_ENTRY_SIZE;
-        req.mem
-            .write(at, &MemoryEntry { size, gpa }.encode().to_le_bytes())?;
-        list.advance(req)?;
+    /// WITHDRAW_MEM: RCX = GPA of a list the SVSM fills with pages it gives
+    /// back, from `next` up to `entries` (the list's capacity); `next` ends
+    /// at the number of entries filled. The guest validates the pages again
+    /// before use.
+    pub(super) fn withdraw(&self, req: &mut Request<'_>) -> Result<(), CallError> {
+        let mut list = List::read(self, req, req.regs.rcx)?;
+        while list.next < list.entries {
+            let page = {
+                let _exclusive = self.pvalidate.write();
+                let page = req.backend.withdraw();
+                if let Some((gpa, _)) = page {
+                    self.owned.lock().remove(gpa);
+                }
+                page
+            };
+            let Some((gpa, size)) = page else {
+                break;
+            };
+            let at = list.gpa + PVALIDATE_HEADER_SIZE + u64::from(list.next) * PVALIDATE_ENTRY_SIZE;
+            req.mem
+                .write(at, &MemoryEntry { size, gpa }.encode().to_le_bytes())?;
+            list.advance(req)?;
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -12,20 +12,25 @@
 //!   SVSM or not guest RAM: INVALID_ADDRESS; the instruction's failure:
 //!   0x8000_1000 + its return code (0x10 when nothing changed and ignore_cf
 //!   is clear). `next` is written back after every entry, so on any error it
-//!   names the failing entry.
+//!   names the failing entry. A page the SVSM owns (a created vCPU's VMSA,
+//!   deposited memory), a Calling Area to invalidate, or the page holding
+//!   the list to invalidate: INVALID_ADDRESS.
 //! - CREATE_VCPU: VMSA or CAA not page aligned, in the SVSM, not guest RAM,
 //!   or the same page: INVALID_ADDRESS; a VMSA with the wrong VMPL, EFER.SVME
 //!   clear or other SEV_FEATURES: INVALID_PARAMETER; no CPU free: BUSY.
 //! - DELETE_VCPU: VMSA GPA not page aligned or in the SVSM: INVALID_ADDRESS;
 //!   no vCPU with that VMSA: INVALID_PARAMETER.
 //! - DEPOSIT_MEM / WITHDRAW_MEM: the PVALIDATE list rules (entries: bits
-//!   1:0 size, 11:2 reserved).
+//!   1:0 size, 11:2 reserved); a list on an SVSM-owned page, or a deposit
+//!   of an owned page, a Calling Area or the list's own page:
+//!   INVALID_ADDRESS.
 //! - QUERY_PROTOCOL: always SUCCESS; RCX = (max << 32) | min of the enabled
 //!   versions if the asked version is among them, else 0.
 //! - CONFIGURE_VTOM: vTOM is not supported: the query (RCX bit 0) answers
 //!   RCX = 0, a configuration request INVALID_REQUEST.
 
 mod lists;
+mod owned;
 mod vcpu;
 
 use crate::backend::CoreBackend;
@@ -40,11 +45,16 @@ use svsm_defs::svsm::{core_call, protocol};
 /// `pvalidate` shared for each entry and CREATE_VCPU holds it exclusively
 /// while it seals and checks the new VMSA (so no PVALIDATE can change a page
 /// CREATE_VCPU is deciding about); CREATE_VCPU, DELETE_VCPU and REMAP_CA
-/// each hold `vcpus` for their whole call. Lock order: `vcpus`, then
-/// `pvalidate`.
+/// each hold `vcpus` for their whole call; DEPOSIT_MEM and WITHDRAW_MEM
+/// hold `pvalidate` exclusively for each entry. Lock order: `vcpus`, then
+/// `pvalidate`, then `owned`.
 pub struct CoreProtocol {
     pvalidate: RwLock<()>,
     vcpus: Mutex<()>,
+    /// The pages the SVSM owns through this protocol (a leaf lock: taken
+    /// last, held briefly). Changed only with `pvalidate` held exclusively,
+    /// so a PVALIDATE entry (shared) sees it stable.
+    owned: Mutex<owned::Owned>,
     /// At most this many PVALIDATE entries per call before the call returns
     /// INCOMPLETE with `next` advanced (0: no limit), so a long list never
     /// keeps a CPU from its other work.
@@ -64,6 +74,7 @@ impl CoreProtocol {
         Self {
             pvalidate: RwLock::new(()),
             vcpus: Mutex::new(()),
+            owned: Mutex::new(owned::Owned::new()),
             pvalidate_budget,
         }
     }
@@ -89,8 +100,8 @@ impl Protocol for CoreProtocol {
             core_call::PVALIDATE => self.pvalidate_list(req),
             core_call::CREATE_VCPU => self.create_vcpu(req),
             core_call::DELETE_VCPU => self.delete_vcpu(req),
-            core_call::DEPOSIT_MEM => lists::deposit(req),
-            core_call::WITHDRAW_MEM => lists::withdraw(req),
+            core_call::DEPOSIT_MEM => self.deposit(req),
+            core_call::WITHDRAW_MEM => self.withdraw(req),
             core_call::QUERY_PROTOCOL => {
                 query_protocol(req);
                 Ok(())

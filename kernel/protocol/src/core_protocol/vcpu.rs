@@ -22,7 +22,11 @@ impl CoreProtocol {
         if gpa == req.ca_gpa {
             return Ok(());
         }
+        if self.owned.lock().overlaps(gpa, PAGE_SIZE) {
+            return Err(CallError::InvalidAddress);
+        }
         req.backend.remap_ca(req.vcpu, gpa)?;
+        self.owned.lock().move_ca(req.ca_gpa, gpa);
         req.mem
             .write(gpa, CallingAreaHeader::default().as_bytes())
             .map_err(CallError::from)
@@ -44,11 +48,21 @@ impl CoreProtocol {
         }
         let _vcpus = self.vcpus.lock();
         let _pvalidate = self.pvalidate.write();
+        {
+            let owned = self.owned.lock();
+            if owned.overlaps(vmsa_gpa, PAGE_SIZE)
+                || owned.overlaps(caa_gpa, PAGE_SIZE)
+                || owned.is_ca(vmsa_gpa, PAGE_SIZE, req.ca_gpa)
+            {
+                return Err(CallError::InvalidAddress);
+            }
+        }
         req.backend.seal_vmsa(vmsa_gpa)?;
         let res = copy_and_check(req, vmsa_gpa, caa_gpa)
             .and_then(|vmsa| req.backend.create_vcpu(vmsa_gpa, caa_gpa, apic_id, vmsa));
-        if res.is_err() {
-            req.backend.unseal_vmsa(vmsa_gpa);
+        match res {
+            Ok(()) => self.owned.lock().add_vcpu(vmsa_gpa, caa_gpa),
+            Err(_) => req.backend.unseal_vmsa(vmsa_gpa),
         }
         res
     }
@@ -61,7 +75,9 @@ impl CoreProtocol {
         }
         not_svsm(req.backend, gpa, PAGE_SIZE)?;
         let _vcpus = self.vcpus.lock();
-        req.backend.delete_vcpu(gpa)
+        req.backend.delete_vcpu(gpa)?;
+        self.owned.lock().remove_vcpu(gpa);
+        Ok(())
     }
 }
 

@@ -160,6 +160,9 @@ pub struct FakeBackend {
     pub apic_ids: u32,
     /// CREATE_VCPU answers BUSY once this many vCPUs run.
     pub max_vcpus: usize,
+    /// Whether the backend itself refuses SVSM-owned pages (off: a backend
+    /// that relies on the protocol layer's checks alone).
+    pub check_owned: bool,
     pub state: spin::Mutex<FakeState>,
 }
 
@@ -172,6 +175,7 @@ impl FakeBackend {
             svsm: svsm.to_vec(),
             apic_ids: 4,
             max_vcpus: 2,
+            check_owned: true,
             state: spin::Mutex::new(FakeState::default()),
         }
     }
@@ -197,7 +201,10 @@ impl FakeBackend {
     }
 
     /// Whether `[gpa, gpa + len)` holds a sealed VMSA or deposited memory.
-    fn svsm_owned(s: &FakeState, gpa: u64, len: u64) -> bool {
+    fn svsm_owned(&self, s: &FakeState, gpa: u64, len: u64) -> bool {
+        if !self.check_owned {
+            return false;
+        }
         let hit = |start: u64, n: u64| start < gpa + len && gpa < start + n;
         s.sealed.iter().any(|&v| hit(v, PAGE))
             || s.deposited.iter().any(|&(d, z)| hit(d, z.bytes()))
@@ -231,7 +238,7 @@ impl CoreBackend for FakeBackend {
             return Err(CallError::InvalidAddress);
         }
         let mut s = self.state.lock();
-        if Self::svsm_owned(&s, gpa, size.bytes()) {
+        if self.svsm_owned(&s, gpa, size.bytes()) {
             return Err(CallError::InvalidAddress);
         }
         let mismatch = Err(CallError::pvalidate(pvalidate_rc::FAIL_SIZEMISMATCH));
@@ -285,7 +292,7 @@ impl CoreBackend for FakeBackend {
             .any(|&c| c == vmsa_gpa);
         if !self.in_ram(vmsa_gpa, PAGE)
             || Self::covering(&s, vmsa_gpa).is_none()
-            || Self::svsm_owned(&s, vmsa_gpa, PAGE)
+            || self.svsm_owned(&s, vmsa_gpa, PAGE)
             || is_caa
         {
             return Err(CallError::InvalidAddress);
@@ -309,7 +316,7 @@ impl CoreBackend for FakeBackend {
         _vmsa: Box<Vmsa>,
     ) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || Self::svsm_owned(&s, caa_gpa, PAGE) {
+        if !self.in_ram(caa_gpa, PAGE) || self.svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         if apic_id >= self.apic_ids || s.vcpus.values().any(|v| v.1 == apic_id) {
@@ -336,7 +343,7 @@ impl CoreBackend for FakeBackend {
 
     fn remap_ca(&self, vcpu: VcpuId, caa_gpa: u64) -> Result<(), CallError> {
         let mut s = self.state.lock();
-        if !self.in_ram(caa_gpa, PAGE) || Self::svsm_owned(&s, caa_gpa, PAGE) {
+        if !self.in_ram(caa_gpa, PAGE) || self.svsm_owned(&s, caa_gpa, PAGE) {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
@@ -355,7 +362,7 @@ impl CoreBackend for FakeBackend {
             .values()
             .chain(s.vcpus.values().map(|v| &v.0))
             .any(|c| range.contains(c));
-        if Self::svsm_owned(&s, gpa, size.bytes()) || holds_caa {
+        if self.svsm_owned(&s, gpa, size.bytes()) || holds_caa {
             return Err(CallError::InvalidAddress);
         }
         s.ops += 1;
