@@ -1,0 +1,189 @@
+//! The SEV-SNP part of the shipped IGVM file: read back with the igvm
+//! crate, and its launch digest cross-checked with an independent
+//! implementation (sev-snp-measure's GCTX driven by
+//! `scripts/snp-measure-ref.py`, which parses the file itself). `make
+//! test-snp` runs these with SVSM_PROD_IGVM (the production image) and
+//! SVSM_SNP_MEASURE_WHEEL (the sev-snp-measure wheel) set; plain `cargo
+//! test` skips them.
+
+use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader};
+use igvm_build::measure::{PageType, snp_digest};
+use igvm_build::snp::{SNP_COMPAT_MASK, kvm_refusal};
+use igvm_defs::{IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use svsm_bootdefs::layout::SNP_VMSA_GPA;
+use svsm_defs::vmsa::Vmsa;
+use zerocopy::{FromBytes, IntoBytes};
+
+fn env_path(name: &str) -> PathBuf {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} must be set (run `make test-snp`)"))
+        .into()
+}
+
+fn shipped() -> Vec<u8> {
+    std::fs::read(env_path("SVSM_PROD_IGVM")).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("igvm-build-snp-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// (page kinds with counts, digest) from the independent implementation.
+fn reference(file: &Path) -> (Vec<(String, usize)>, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/snp-measure-ref.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(env_path("SVSM_SNP_MEASURE_WHEEL"))
+        .arg(file)
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "reference failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut kinds = Vec::new();
+    let mut digest = String::new();
+    for l in text.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["pages", k, n] => kinds.push((k.to_string(), n.parse().unwrap())),
+            ["digest", d] => digest = d.to_string(),
+            _ => panic!("unexpected reference output {l:?}"),
+        }
+    }
+    (kinds, digest)
+}
+
+/// `igvm-build measure --platform snp FILE`'s digest.
+fn ours(file: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+        .args(["measure", "--platform", "snp"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.trim()
+        .strip_prefix("snp launch digest: ")
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"))
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs SVSM_PROD_IGVM: run `make test-snp`"]
+fn shipped_file_has_both_platforms_and_the_vmsa_last() {
+    let bytes = shipped();
+    let f = IgvmFile::new_from_binary(&bytes, None).unwrap();
+    let platforms: Vec<IgvmPlatformType> = f
+        .platforms()
+        .iter()
+        .map(|p| {
+            let IgvmPlatformHeader::SupportedPlatform(sp) = p;
+            sp.platform_type
+        })
+        .collect();
+    assert_eq!(
+        platforms,
+        [IgvmPlatformType::NATIVE, IgvmPlatformType::SEV_SNP]
+    );
+    let Some(IgvmDirectiveHeader::SnpVpContext {
+        gpa,
+        compatibility_mask,
+        vmsa,
+        ..
+    }) = f.directives().last()
+    else {
+        panic!("the last directive is not the SNP VMSA");
+    };
+    assert_eq!((*gpa, *compatibility_mask), (SNP_VMSA_GPA, SNP_COMPAT_MASK));
+    let vmsa = Vmsa::read_from_bytes(vmsa.as_bytes()).unwrap();
+    assert_eq!(kvm_refusal(*gpa, &vmsa), None);
+    let vp_contexts = f
+        .directives()
+        .iter()
+        .filter(|d| matches!(d, IgvmDirectiveHeader::SnpVpContext { .. }))
+        .count();
+    assert_eq!(vp_contexts, 1);
+}
+
+#[test]
+#[ignore = "needs SVSM_PROD_IGVM and SVSM_SNP_MEASURE_WHEEL: run `make test-snp`"]
+fn digest_agrees_with_sev_snp_measure() {
+    let path = env_path("SVSM_PROD_IGVM");
+    let (kinds, want) = reference(&path);
+    let got = ours(&path);
+    assert_eq!(got, want, "igvm-build measure against sev-snp-measure");
+    println!("shipped {}: snp launch digest {got}", path.display());
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cpuid", "normal", "secrets", "unmeasured", "vmsa"],
+        "{kinds:?}"
+    );
+    // The records agree with the reference's page counts.
+    let (_, records) = snp_digest(&shipped()).unwrap();
+    let n = |t| records.iter().filter(|r| r.page_type == t).count();
+    for (k, count) in &kinds {
+        let t = match k.as_str() {
+            "cpuid" => PageType::Cpuid,
+            "normal" => PageType::Normal,
+            "secrets" => PageType::Secrets,
+            "unmeasured" => PageType::Unmeasured,
+            _ => PageType::Vmsa,
+        };
+        assert_eq!(n(t), *count, "{k}");
+    }
+}
+
+/// A page without file data (the loaders add it as a NORMAL page of zeros)
+/// and an unmeasured page: the two implementations still agree, and each
+/// changes the digest.
+#[test]
+#[ignore = "needs SVSM_PROD_IGVM and SVSM_SNP_MEASURE_WHEEL: run `make test-snp`"]
+fn digest_agrees_on_zero_and_unmeasured_pages() {
+    let bytes = shipped();
+    let f = IgvmFile::new_from_binary(&bytes, None).unwrap();
+    let base = ours(&env_path("SVSM_PROD_IGVM"));
+    for (gpa, unmeasured) in [(0x1f_0000u64, false), (0x1f_1000, true)] {
+        let mut d = f.directives().to_vec();
+        d.insert(
+            0,
+            IgvmDirectiveHeader::PageData {
+                gpa,
+                compatibility_mask: SNP_COMPAT_MASK,
+                flags: IgvmPageDataFlags::new().with_unmeasured(unmeasured),
+                data_type: IgvmPageDataType::NORMAL,
+                data: vec![],
+            },
+        );
+        let mut out = Vec::new();
+        IgvmFile::new(
+            igvm::IgvmRevision::V1,
+            f.platforms().to_vec(),
+            f.initializations().to_vec(),
+            d,
+        )
+        .unwrap()
+        .serialize(&mut out)
+        .unwrap();
+        let path = scratch(&format!("extra-{gpa:x}.igvm"));
+        std::fs::write(&path, &out).unwrap();
+        let (kinds, want) = reference(&path);
+        let kind = if unmeasured { "unmeasured" } else { "zero" };
+        assert!(kinds.iter().any(|(k, _)| k == kind), "{kinds:?}");
+        let got = ours(&path);
+        assert_eq!(got, want, "{kind} page");
+        assert_ne!(got, base);
+    }
+}
