@@ -151,7 +151,7 @@ FRAGMENT_BENCHES :=
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs --target $(TARGET)
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-snp --target $(TARGET)
 
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
