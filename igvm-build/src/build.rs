@@ -53,7 +53,7 @@ pub struct InfoArgs {
     /// The kernel ELF.
     #[arg(long)]
     pub kernel: PathBuf,
-    /// Fail (exit 1) when stage2's flat image exceeds its 16 KiB limit.
+    /// Fail (exit 1) when stage2's flat image exceeds its limit (STAGE2_MAX_SIZE).
     #[arg(long)]
     pub check: bool,
 }

@@ -121,6 +121,9 @@ pub fn boot_vmsa(ctx: &IgvmNativeVpContextX64) -> Vmsa {
     v.rip = ctx.rip;
     v.rsp = ctx.rsp;
     v.rdi = ctx.rdi;
+    // stage2 learns its platform from RSI before it trusts the boot info
+    // (native: 0, from the zeroed VP context).
+    v.rsi = svsm_bootdefs::PlatformKind::Snp as u64;
     v.rflags = ctx.rflags;
     v.dr6 = 0xffff_0ff0;
     v.dr7 = 0x400;
@@ -338,6 +341,8 @@ mod tests {
         assert_eq!(kvm_refusal(SNP_VMSA_GPA, &v), None);
         assert_eq!(v.rip, STAGE2_BASE);
         assert_eq!(v.rsp, STAGE2_STACK_TOP);
+        assert_eq!(v.rsi, PlatformKind::Snp as u64);
+        assert_eq!(s.vp_context.rsi, PlatformKind::Native as u64);
         assert_eq!(v.cr3, s.boot_info.page_table_root);
         assert_ne!(v.efer & Efer::SVME.bits(), 0);
         assert_eq!(v.sev_features(), BOOT_SEV_FEATURES);

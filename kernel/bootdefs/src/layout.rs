@@ -36,7 +36,7 @@ pub const STAGE2_STACK_TOP: u64 = STAGE2_STACK_BOTTOM + STAGE2_STACK_SIZE;
 /// stage2 is linked (and loaded) here.
 pub const STAGE2_BASE: u64 = 0x0011_0000;
 /// Upper bound for stage2's flat image (checked by `make test`).
-pub const STAGE2_MAX_SIZE: u64 = 16 * 1024;
+pub const STAGE2_MAX_SIZE: u64 = 8 * 1024;
 
 /// SEV-SNP: the CPUID page (IGVM page data of type CPUID_DATA).
 pub const SNP_CPUID_PAGE_GPA: u64 = 0x001f_e000;
@@ -49,6 +49,7 @@ pub const SNP_VMSA_GPA: u64 = 0xffff_ffff_f000;
 /// 0x8000_001F EBX[5:0] on every SNP part so far); the kernel checks it
 /// against the CPUID page before trusting the tables.
 pub const SNP_C_BIT: u32 = 51;
+
 
 pub const KERNEL_REGION_START: u64 = 0x0100_0000;
 pub const KERNEL_REGION_END: u64 = 0x0500_0000;
