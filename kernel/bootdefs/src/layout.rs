@@ -50,7 +50,6 @@ pub const SNP_VMSA_GPA: u64 = 0xffff_ffff_f000;
 /// against the CPUID page before trusting the tables.
 pub const SNP_C_BIT: u32 = 51;
 
-
 pub const KERNEL_REGION_START: u64 = 0x0100_0000;
 pub const KERNEL_REGION_END: u64 = 0x0500_0000;
 
