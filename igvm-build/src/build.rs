@@ -284,6 +284,10 @@ pub fn assemble_for(
         &paint[..STAGE2_STACK_SIZE as usize],
         STAGE2_STACK_SIZE,
     );
+    if platform == PlatformKind::Snp {
+        // The GHCB page: shared with the hypervisor, outside the launch.
+        pt.map_4k_shared(SNP_GHCB_VIRT, SNP_GHCB_GPA, Access::ReadWrite)?;
+    }
     if pt.end() > layout.kernel_image_phys {
         bail!("page tables overflow their pool");
     }

@@ -124,6 +124,15 @@ impl PageTableBuilder {
         Ok(())
     }
 
+    /// Maps a 4 KiB page shared with the host: no private (C-)bit in its
+    /// leaf entry, whatever the builder's encryption.
+    pub fn map_4k_shared(&mut self, va: u64, pa: u64, access: Access) -> Result<()> {
+        self.map_4k(va, pa, access)?;
+        let t = self.walk_create(va, 0)?;
+        self.tables[t][index(va, 0)] &= !self.enc.private_bits();
+        Ok(())
+    }
+
     pub fn map_2m(&mut self, va: u64, pa: u64, access: Access) -> Result<()> {
         if !va.is_multiple_of(LARGE) || !pa.is_multiple_of(LARGE) || !canonical(va) {
             bail!("bad 2M mapping {va:#x} -> {pa:#x}");
@@ -247,6 +256,15 @@ mod tests {
             "4 levels for the 4K page, 3 for the 2M page"
         );
         assert!(entries.iter().all(|e| e & c != 0), "{entries:x?}");
+        // A shared page has no C-bit in its leaf (its tables keep theirs).
+        b.map_4k_shared(0x5000, 0x5000, Access::ReadWrite).unwrap();
+        let leaf = b.pages().iter().find_map(|(_, p)| {
+            p.chunks(8)
+                .map(|e| u64::from_le_bytes(e.try_into().unwrap()))
+                .find(|e| e & ADDR_MASK & !c == 0x5000)
+        });
+        assert_eq!(leaf.unwrap() & c, 0);
+        assert_eq!(b.translate(0x5000).unwrap().0, 0x5000);
         // The native builder sets no encryption bit.
         let mut n = PageTableBuilder::new(0x100_0000, 16);
         n.map_4k(0x1000, 0x1000, Access::ReadOnly).unwrap();

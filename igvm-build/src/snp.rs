@@ -325,6 +325,7 @@ mod tests {
     use super::*;
     use crate::build::tests::{kernel, stage2};
     use crate::build::{assemble, assemble_for};
+    use crate::paging::ADDR_MASK;
     use svsm_bootdefs::{BootInfo, PlatformKind};
 
     fn both() -> (Image, Image) {
@@ -386,7 +387,20 @@ mod tests {
     #[test]
     fn snp_image_differs_only_in_tables_and_boot_info() {
         let (n, s) = both();
-        assert_eq!(n.pages.0.len(), s.pages.0.len());
+        // The SNP tables have the GHCB page's two extra table pages.
+        let extra: Vec<u64> = s
+            .pages
+            .0
+            .keys()
+            .filter(|g| !n.pages.0.contains_key(g))
+            .copied()
+            .collect();
+        assert_eq!(extra.len(), 2);
+        assert!(
+            extra
+                .iter()
+                .all(|g| (s.boot_info.page_table_start..s.boot_info.page_table_end).contains(g))
+        );
         let bi =
             BootInfo::read_from_bytes(&s.pages.0[&BOOT_INFO_GPA][..size_of::<BootInfo>()]).unwrap();
         assert_eq!(bi.platform, PlatformKind::Snp as u32);
@@ -399,11 +413,32 @@ mod tests {
                 "page {gpa:#x}"
             );
         }
-        // Every present entry of the SNP tables carries the C-bit.
+        // Every present entry of the SNP tables carries the C-bit, but the
+        // GHCB page's: it is shared.
+        let walk = |va| {
+            svsm_defs::paging::translate(
+                s.boot_info.page_table_root,
+                va,
+                svsm_defs::paging::PageEncryption::snp(SNP_C_BIT).unwrap(),
+                |t, i| {
+                    let p = s.pages.0.get(&t)?;
+                    Some(u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap()))
+                },
+            )
+        };
+        let (ghcb_pa, _) = walk(SNP_GHCB_VIRT).unwrap();
+        assert_eq!(ghcb_pa, SNP_GHCB_GPA);
+        let (kernel_pa, _) = walk(KERNEL_VIRT_BASE).unwrap();
+        assert_eq!(kernel_pa, s.layout.kernel_image_phys);
+        assert!(!s.pages.0.contains_key(&SNP_GHCB_GPA), "not in the launch");
         for gpa in pt.step_by(PAGE_SIZE as usize) {
             for e in s.pages.0[&gpa].chunks(8) {
                 let e = u64::from_le_bytes(e.try_into().unwrap());
-                assert!(e & 1 == 0 || e & (1 << SNP_C_BIT) != 0, "{gpa:#x}: {e:#x}");
+                let shared = e & ADDR_MASK & !(1 << SNP_C_BIT) == SNP_GHCB_GPA;
+                assert!(
+                    e & 1 == 0 || (e & (1 << SNP_C_BIT) != 0) != shared,
+                    "{gpa:#x}: {e:#x}"
+                );
             }
         }
     }

@@ -6,9 +6,10 @@ use svsm_defs::ghcb::Ghcb;
 
 /// Page size operand of PVALIDATE and RMPADJUST (RCX/ECX bit 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 pub enum RmpPageSize {
-    Size4K,
-    Size2M,
+    Size4K = 0,
+    Size2M = 1,
 }
 
 impl RmpPageSize {

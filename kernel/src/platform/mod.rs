@@ -7,6 +7,7 @@
 //! and how the machine shuts down.
 
 pub mod native;
+pub mod snp;
 
 use crate::arch::io::IoPort;
 use crate::arch::x86::CpuidResult;
@@ -24,6 +25,9 @@ pub enum PlatformError {
     Failed(u64),
     /// Bad arguments (unaligned range, out of bounds).
     Invalid,
+    /// The hardware is not the platform the boot info names (SNP: the
+    /// SEV_STATUS value, without SEV-ES).
+    NotPresent(u64),
 }
 
 /// Whether a page becomes usable by the SVSM or is released.
@@ -70,6 +74,7 @@ pub trait SvsmPlatform: Sync {
 }
 
 static NATIVE: native::NativePlatform = native::NativePlatform;
+static SNP: snp::SnpPlatform = snp::SnpPlatform;
 static CHOSEN: Once<&'static dyn SvsmPlatform> = Once::new();
 
 /// Chooses the implementation for the boot info's platform value (the IGVM
@@ -78,6 +83,7 @@ static CHOSEN: Once<&'static dyn SvsmPlatform> = Once::new();
 pub fn choose(platform: u32) -> Result<&'static dyn SvsmPlatform, PlatformRefused> {
     let p: &'static dyn SvsmPlatform = match platform_choice::choose(platform)? {
         Implementation::Native => &NATIVE,
+        Implementation::Snp => &SNP,
     };
     Ok(*CHOSEN.call_once(|| p))
 }
