@@ -63,16 +63,57 @@ const SUBLEAF_LEAVES: [u32; 11] = [
 /// Leaves the SVSM cannot run without.
 pub const REQUIRED_LEAVES: [u32; 3] = [0x0, 0x1, LEAF_SEV_INFO];
 
-/// A checked copy of the CPUID page's entries.
+/// A checked copy of the CPUID page's entries. It is filled in place
+/// (`check_into`): a copy is 3 KiB, too much to move around on a stack.
 #[derive(Clone, Debug)]
 pub struct CheckedCpuid {
     entries: [CpuidEntry; CPUID_PAGE_MAX_ENTRIES],
     count: usize,
 }
 
+const EMPTY: CpuidEntry = CpuidEntry {
+    eax_in: 0,
+    ecx_in: 0,
+    xcr0_in: 0,
+    xss_in: 0,
+    eax: 0,
+    ebx: 0,
+    ecx: 0,
+    edx: 0,
+    _reserved: 0,
+};
+
+impl Default for CheckedCpuid {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl CheckedCpuid {
-    /// Checks `page` and copies its entries.
+    /// No entries: every lookup misses.
+    pub const fn new() -> Self {
+        Self {
+            entries: [EMPTY; CPUID_PAGE_MAX_ENTRIES],
+            count: 0,
+        }
+    }
+
+    /// Checks `page` and copies its entries (host tests' convenience).
+    #[cfg(test)]
     pub fn check(page: &CpuidPage, expected_c_bit: u32) -> Result<Self, CpuidCheckError> {
+        let mut c = Self::new();
+        c.check_into(page, expected_c_bit)?;
+        Ok(c)
+    }
+
+    /// Checks `page` and copies its entries into `self`; on an error
+    /// `self` is left empty.
+    pub fn check_into(
+        &mut self,
+        page: &CpuidPage,
+        expected_c_bit: u32,
+    ) -> Result<(), CpuidCheckError> {
+        self.count = 0;
         let valid = page.valid_entries().map_err(CpuidCheckError::Page)?;
         if page._reserved_004 != 0 || page._reserved_008 != 0 {
             return Err(CpuidCheckError::ReservedNotZero(0));
@@ -88,17 +129,22 @@ impl CheckedCpuid {
                 return Err(CpuidCheckError::Duplicate(i));
             }
         }
-        let mut c = Self {
-            entries: [CpuidEntry::default(); CPUID_PAGE_MAX_ENTRIES],
-            count: valid.len(),
-        };
-        c.entries[..valid.len()].copy_from_slice(valid);
+        self.entries[..valid.len()].copy_from_slice(valid);
+        self.count = valid.len();
+        let r = self.check_contents(expected_c_bit);
+        if r.is_err() {
+            self.count = 0;
+        }
+        r
+    }
+
+    fn check_contents(&self, expected_c_bit: u32) -> Result<(), CpuidCheckError> {
         for leaf in REQUIRED_LEAVES {
-            if c.lookup(leaf, 0).is_none() {
+            if self.lookup(leaf, 0).is_none() {
                 return Err(CpuidCheckError::Missing(leaf));
             }
         }
-        let sev = c.lookup(LEAF_SEV_INFO, 0).unwrap_or_default();
+        let sev = self.lookup(LEAF_SEV_INFO, 0).unwrap_or_default();
         if sev[0] & SEV_INFO_EAX_SNP == 0 {
             return Err(CpuidCheckError::NoSnp);
         }
@@ -109,7 +155,7 @@ impl CheckedCpuid {
                 expected: expected_c_bit,
             });
         }
-        Ok(c)
+        Ok(())
     }
 
     /// EAX, EBX, ECX, EDX of (leaf, subleaf), or `None` for a leaf the page
@@ -195,8 +241,10 @@ mod tests {
         for (edit, want) in cases {
             let mut p = good();
             edit(&mut p);
-            let e = CheckedCpuid::check(&p, 51).unwrap_err();
+            let mut c = CheckedCpuid::check(&good(), 51).unwrap();
+            let e = c.check_into(&p, 51).unwrap_err();
             assert_eq!(e, want);
+            assert_eq!(c.lookup(0, 0), None, "a refused page leaves no entry");
             assert!(!std::format!("{e}").is_empty());
         }
     }

@@ -97,10 +97,11 @@ impl GhcbPage<'_> {
         size: u8,
         write: Option<u32>,
     ) -> Result<u32, GhcbError> {
-        let size_bit = match size {
-            1 => ioio::SZ8,
-            2 => ioio::SZ16,
-            4 => ioio::SZ32,
+        // No arithmetic that could panic: this runs under the console.
+        let (size_bit, mask) = match size {
+            1 => (ioio::SZ8, 0xff),
+            2 => (ioio::SZ16, 0xffff),
+            4 => (ioio::SZ32, 0xffff_ffff),
             _ => return Err(GhcbError::BadArgument("I/O size is not 1, 2 or 4")),
         };
         self.clear();
@@ -114,7 +115,6 @@ impl GhcbPage<'_> {
             Some(v) => Ok(v),
             None => {
                 let rax = output(self.ghcb, offset_of!(Ghcb, rax), self.ghcb.rax, "RAX")?;
-                let mask = (1u64 << (u32::from(size) * 8)) - 1;
                 Ok((rax & mask) as u32)
             }
         }

@@ -123,8 +123,13 @@ pub fn handle<H: SnpHardware>(
                 let v = ghcb.ioio(hw, io.port, io.size, None)?;
                 regs.rax = merge(regs.rax, v, io.size);
             } else {
-                let mask = (1u64 << (u32::from(io.size) * 8)) - 1;
-                ghcb.ioio(hw, io.port, io.size, Some((regs.rax & mask) as u32))?;
+                // `ioio` keeps the low `io.size` bytes.
+                let v = match io.size {
+                    1 => regs.rax & 0xff,
+                    2 => regs.rax & 0xffff,
+                    _ => regs.rax & 0xffff_ffff,
+                };
+                ghcb.ioio(hw, io.port, io.size, Some(v as u32))?;
             }
             regs.rip += io.len;
         }

@@ -2,7 +2,7 @@
 //! logic it drives through `ArchSnp` (the SNP instructions of `arch::snp`
 //! and the MSRs). Start-up checks SEV_STATUS, the hypervisor and VMPL0,
 //! copies and checks the CPUID and secrets pages, and shares and registers
-//! the GHCB page; console I/O then goes through the GHCB, CPUID comes from
+//! the GHCB page (all before the first console output); console I/O then goes through the GHCB, CPUID comes from
 //! the checked CPUID page, page validation is PVALIDATE, and the end is a
 //! GHCB termination request.
 //!
@@ -85,23 +85,29 @@ static SEV_ES: AtomicBool = AtomicBool::new(false);
 /// The GHCB page is shared and registered.
 static GHCB_READY: AtomicBool = AtomicBool::new(false);
 static GHCB_LOCK: Mutex<()> = Mutex::new(());
-static CPUID: Once<CheckedCpuid> = Once::new();
+static CPUID: Mutex<CheckedCpuid> = Mutex::new(CheckedCpuid::new());
 static SECRETS: Once<SvsmSecrets> = Once::new();
 static DIRECT_IO: DirectIo = DirectIo;
 static GHCB_IO: GhcbIo = GhcbIo;
 
-/// Runs `f` on the registered GHCB page (sharing and registering it on
-/// first use), serialised.
+/// Makes the GHCB page shared and registers it (MSR protocol; the page
+/// was never validated, so nothing is rescinded first).
+fn register_ghcb() -> Result<(), TerminationReason> {
+    let mut hw = ArchSnp;
+    msr_protocol::page_state_change(&mut hw, SNP_GHCB_GPA, PageState::Shared)
+        .map_err(|_| reason::GHCB_FAILURE)?;
+    msr_protocol::register_ghcb(&mut hw, SNP_GHCB_GPA).map_err(|_| reason::GHCB_FAILURE)?;
+    GHCB_READY.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Runs `f` on the registered GHCB page, serialised. On the console's
+/// path: kept small, every print goes through it.
 fn with_ghcb<T>(f: impl FnOnce(&mut GhcbPage<'_>) -> Result<T, GhcbError>) -> Result<T, GhcbError> {
-    let _lock = GHCB_LOCK.lock();
     if !GHCB_READY.load(Ordering::Acquire) {
-        let mut hw = ArchSnp;
-        msr_protocol::page_state_change(&mut hw, SNP_GHCB_GPA, PageState::Shared)
-            .map_err(|_| GhcbError::BadArgument("GHCB page state change refused"))?;
-        msr_protocol::register_ghcb(&mut hw, SNP_GHCB_GPA)
-            .map_err(|_| GhcbError::BadArgument("GHCB registration refused"))?;
-        GHCB_READY.store(true, Ordering::Release);
+        return Err(GhcbError::BadArgument("no GHCB registered"));
     }
+    let _lock = GHCB_LOCK.lock();
     // SAFETY: igvm-build maps SNP_GHCB_VIRT (shared, RW) to the GHCB page
     // in the SNP page tables; GHCB_LOCK makes this the only reference.
     let ghcb = unsafe { &mut *(SNP_GHCB_VIRT as *mut Ghcb) };
@@ -144,11 +150,10 @@ fn read_launch_pages() -> Result<(), TerminationReason> {
     // data); the direct map covers them, private; nothing writes them.
     let cpuid = unsafe { &*(phys_to_virt(SNP_CPUID_PAGE_GPA) as *const [u8; PAGE_SIZE as usize]) };
     let cpuid = CpuidPage::ref_from_bytes(cpuid).map_err(|_| reason::BAD_CPUID_PAGE)?;
-    let checked = CheckedCpuid::check(cpuid, SNP_C_BIT).map_err(|e| {
-        log::error!("SNP: {e}");
-        reason::BAD_CPUID_PAGE
-    })?;
-    CPUID.call_once(|| checked);
+    CPUID
+        .lock()
+        .check_into(cpuid, SNP_C_BIT)
+        .map_err(|_| reason::BAD_CPUID_PAGE)?;
     // SAFETY: as above, for the secrets page.
     let page = unsafe { &*(phys_to_virt(SNP_SECRETS_PAGE_GPA) as *const [u8; PAGE_SIZE as usize]) };
     let page = SecretsPage::ref_from_bytes(page).map_err(|_| reason::BAD_SECRETS_PAGE)?;
@@ -183,10 +188,7 @@ impl SvsmPlatform for SnpPlatform {
     }
 
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
-        let r = CPUID
-            .get()
-            .and_then(|c| c.lookup(leaf, subleaf))
-            .unwrap_or_default();
+        let r = CPUID.lock().lookup(leaf, subleaf).unwrap_or_default();
         CpuidResult {
             eax: r[0],
             ebx: r[1],
@@ -211,10 +213,8 @@ impl SvsmPlatform for SnpPlatform {
             PageValidation::Valid => Validation::Validate,
             PageValidation::Invalid => Validation::Rescind,
         };
-        validate_range(&mut ArchSnp, phys_to_virt(start), len, op, &[]).map_err(|e| {
-            log::error!("SNP: page validation: {e:?}");
-            PlatformError::Failed(start)
-        })
+        validate_range(&mut ArchSnp, phys_to_virt(start), len, op, &[])
+            .map_err(|_| PlatformError::Failed(start))
     }
 
     fn setup_exception_handling(&self) -> Result<(), PlatformError> {
@@ -229,6 +229,7 @@ impl SvsmPlatform for SnpPlatform {
         startup::start_or_terminate(&mut ArchSnp, phys_to_virt(SNP_CPUID_PAGE_GPA))
             .unwrap_or_else(|_| halt_forever());
         read_launch_pages().unwrap_or_else(|why| terminate(why));
+        register_ghcb().unwrap_or_else(|why| terminate(why));
         Ok(())
     }
 
