@@ -187,3 +187,58 @@ fn digest_agrees_on_zero_and_unmeasured_pages() {
         assert_ne!(got, base);
     }
 }
+
+/// `igvm-build run` on QEMU without SEV refuses the file's SNP part alone
+/// (exit 2, QEMU never started) and boots the same file's native part
+/// (`tests/boot.rs`, `tests/upstream.rs`).
+#[test]
+#[ignore = "needs SVSM_PROD_IGVM: run `make test-snp`"]
+fn run_refuses_an_snp_only_file() {
+    let f = IgvmFile::new_from_binary(&shipped(), None).unwrap();
+    let snp_only = |p: &&IgvmPlatformHeader| {
+        let IgvmPlatformHeader::SupportedPlatform(sp) = p;
+        sp.platform_type == IgvmPlatformType::SEV_SNP
+    };
+    let platforms: Vec<_> = f.platforms().iter().filter(snp_only).cloned().collect();
+    let directives: Vec<_> = f
+        .directives()
+        .iter()
+        .filter(|d| {
+            d.compatibility_mask()
+                .is_none_or(|m| m & SNP_COMPAT_MASK != 0)
+        })
+        .cloned()
+        .map(|mut d| {
+            if let Some(m) = d.compatibility_mask_mut() {
+                *m = SNP_COMPAT_MASK;
+            }
+            d
+        })
+        .collect();
+    let mut out = Vec::new();
+    IgvmFile::new(
+        igvm::IgvmRevision::V1,
+        platforms,
+        f.initializations().to_vec(),
+        directives,
+    )
+    .unwrap()
+    .serialize(&mut out)
+    .unwrap();
+    let path = scratch("snp-only.igvm");
+    std::fs::write(&path, &out).unwrap();
+    // Still a measurable SNP file.
+    assert!(snp_digest(&out).is_ok());
+    let run = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+        .args(["run", "--timeout", "5"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no NATIVE platform header (it supports: SEV_SNP)"),
+        "{stderr}"
+    );
+    assert!(run.stdout.is_empty() || !String::from_utf8_lossy(&run.stdout).contains("SVSM"));
+}
