@@ -9,6 +9,7 @@
 pub mod native;
 pub mod snp;
 
+use crate::arch::entry::ExceptionFrame;
 use crate::arch::io::IoPort;
 use crate::arch::x86::CpuidResult;
 use spin::Once;
@@ -63,6 +64,12 @@ pub trait SvsmPlatform: Sync {
 
     /// Installs platform-specific exception handling (#VC on SNP, #VE on TDX).
     fn setup_exception_handling(&self) -> Result<(), PlatformError>;
+
+    /// Emulates the instruction behind a #VC (SNP) and returns true when
+    /// the interrupted code can resume; false makes it a fatal exception.
+    fn handle_vc(&self, _frame: &mut ExceptionFrame) -> bool {
+        false
+    }
 
     /// Starts an application processor at the given 64-bit entry with its
     /// stack. Used by SMP bring-up (VP_COUNT > 1), which comes with SNP/TDX.

@@ -6,11 +6,13 @@
 //! the checked CPUID page, page validation is PVALIDATE, and the end is a
 //! GHCB termination request.
 //!
-//! Not yet here (docs/snp.md): the #VC handler (a #VC is fatal: the early
-//! exception handler reports it and the platform terminates), AP start-up
-//! (`start_ap` is the building block), guest requests.
+//! #VC (CPUID, IN/OUT, RDMSR/WRMSR of the kernel's own code) is emulated
+//! through `handle_vc`, on the interrupted stack (no IST stack of its own
+//! yet); any other #VC is a fatal exception. Not yet here (docs/snp.md): AP
+//! start-up (`start_ap` is the building block), guest requests.
 
 use super::{PageValidation, PlatformError, SvsmPlatform};
+use crate::arch::entry::ExceptionFrame;
 use crate::arch::io::{DirectIo, IoPort};
 use crate::arch::snp::{PvalidateResult, RmpPageSize};
 use crate::arch::x86::{CpuidResult, halt_forever, rdmsr, wrmsr};
@@ -33,6 +35,7 @@ use svsm_snp::ghcb::{GhcbError, GhcbPage};
 use svsm_snp::msr_protocol::{self, TerminationReason, reason};
 use svsm_snp::pvalidate::{Validation, validate_range};
 use svsm_snp::secrets::{self, SvsmSecrets};
+use svsm_snp::vc::{self, VcRegs};
 use svsm_snp::{SnpHardware, startup};
 use zerocopy::FromBytes;
 
@@ -116,6 +119,60 @@ fn with_ghcb<T>(f: impl FnOnce(&mut GhcbPage<'_>) -> Result<T, GhcbError>) -> Re
         gpa: SNP_GHCB_GPA,
     };
     f(&mut page)
+}
+
+/// #VC: emulates CPUID, IN/OUT and RDMSR/WRMSR of the kernel's own code
+/// (`svsm_snp::vc`). Nesting policy: the handler and the GHCB path raise no
+/// #VC themselves, so a #VC while the GHCB is in use (a #VC inside #VC, or
+/// inside a console write) finds it locked and is fatal, never nested.
+fn handle_vc(frame: &mut ExceptionFrame) -> bool {
+    let bi = crate::bootinfo::get();
+    let text = bi.kernel_image_virt..bi.kernel_image_virt + bi.kernel_image_size;
+    if !text.contains(&frame.rip) || !GHCB_READY.load(Ordering::Acquire) {
+        return false;
+    }
+    // The longest x86 instruction is 15 bytes; the image is mapped to its end.
+    let len = (text.end - frame.rip).min(15) as usize;
+    // SAFETY: `rip..rip+len` lies in the kernel image, mapped and readable;
+    // the bytes are copied, never referenced.
+    let insn = unsafe { core::slice::from_raw_parts(frame.rip as *const u8, len) };
+    let mut regs = VcRegs {
+        rax: frame.rax,
+        rbx: frame.rbx,
+        rcx: frame.rcx,
+        rdx: frame.rdx,
+        rip: frame.rip,
+    };
+    let Some(_lock) = GHCB_LOCK.try_lock() else {
+        return false;
+    };
+    // SAFETY: as in `with_ghcb`; GHCB_LOCK is held.
+    let ghcb = unsafe { &mut *(SNP_GHCB_VIRT as *mut Ghcb) };
+    let mut page = GhcbPage {
+        ghcb,
+        gpa: SNP_GHCB_GPA,
+    };
+    let Some(cpuid) = CPUID.try_lock() else {
+        return false;
+    };
+    if vc::handle(
+        &mut ArchSnp,
+        &mut page,
+        &cpuid,
+        frame.error_code,
+        insn,
+        &mut regs,
+    )
+    .is_err()
+    {
+        return false;
+    }
+    frame.rax = regs.rax;
+    frame.rbx = regs.rbx;
+    frame.rcx = regs.rcx;
+    frame.rdx = regs.rdx;
+    frame.rip = regs.rip;
+    true
 }
 
 /// A failed GHCB request: the hypervisor misbehaves; end the guest.
@@ -231,6 +288,10 @@ impl SvsmPlatform for SnpPlatform {
         read_launch_pages().unwrap_or_else(|why| terminate(why));
         register_ghcb().unwrap_or_else(|why| terminate(why));
         Ok(())
+    }
+
+    fn handle_vc(&self, frame: &mut ExceptionFrame) -> bool {
+        handle_vc(frame)
     }
 
     fn start_cpu(&self, _cpu: u32, _entry: u64, _stack_top: u64) -> Result<(), PlatformError> {
