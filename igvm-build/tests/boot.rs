@@ -126,7 +126,7 @@ fn normal_boot_reaches_ready_with_sane_high_water_marks() {
         .map(|(n, _, _)| n.split(':').next().unwrap())
         .collect();
     for k in [
-        "boot", "stage2", "ist-df", "ist-pf", "ist-nmi", "ist-mc", "percpu", "task",
+        "boot", "stage2", "ist-df", "ist-pf", "ist-nmi", "ist-mc", "ist-vc", "percpu", "task",
     ] {
         assert!(kinds.contains(&k), "no high-water mark for {k}: {marks:?}");
     }

@@ -1,6 +1,6 @@
 //! Exception handling: stack-guard reports, unexpected-exception reports,
-//! backtraces and fatal exits. #PF, #DF, NMI and #MC arrive on their own
-//! guarded IST stacks, so these reports always run on a healthy stack.
+//! backtraces and fatal exits. #PF, #DF, NMI, #MC and #VC arrive on their
+//! own guarded IST stacks, so these reports always run on a healthy stack.
 
 use crate::arch::entry::ExceptionFrame;
 use crate::arch::x86::read_cr2;

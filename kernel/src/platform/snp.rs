@@ -7,8 +7,8 @@
 //! GHCB termination request.
 //!
 //! #VC (CPUID, IN/OUT, RDMSR/WRMSR of the kernel's own code) is emulated
-//! through `handle_vc`, on the interrupted stack (no IST stack of its own
-//! yet); any other #VC is a fatal exception. Not yet here (docs/snp.md): AP
+//! through `handle_vc`, on the #VC IST stack (before the IST stacks exist,
+//! on the interrupted stack); any other #VC is a fatal exception. Not yet here (docs/snp.md): AP
 //! start-up (`start_ap` is the building block), guest requests.
 
 use super::{PageValidation, PlatformError, SvsmPlatform};
