@@ -144,6 +144,24 @@ fn digest_agrees_with_sev_snp_measure() {
         };
         assert_eq!(n(t), *count, "{k}");
     }
+    // --verbose lists every record, the VMSA last, then the same digest.
+    let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+        .args(["measure", "--platform", "snp", "--verbose"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), records.len() + 2, "{text}");
+    assert!(
+        lines[records.len() - 1].contains("gpa 0xfffffffff000 VMSA"),
+        "{text}"
+    );
+    assert_eq!(lines[records.len()], format!("{} records", records.len()));
+    assert_eq!(
+        lines[records.len() + 1],
+        format!("snp launch digest: {got}")
+    );
 }
 
 /// A page without file data (the loaders add it as a NORMAL page of zeros)
