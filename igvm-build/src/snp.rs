@@ -18,18 +18,16 @@ use igvm_defs::{
 };
 use svsm_bootdefs::layout::*;
 use svsm_defs::cpuid::{CpuidEntry, CpuidPage};
-use svsm_defs::cr::Efer;
 use svsm_defs::desc::SegmentDescriptor;
 use svsm_defs::vmsa::{SevFeatures, Vmsa, VmsaSegment};
+use svsm_snp::ap::{ApEntry, fill_vmsa};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// Compatibility mask of the SEV-SNP platform in the files we write.
 pub const SNP_COMPAT_MASK: u32 = 2;
 
-/// SEV features of the boot CPU: SNP, and restricted injection (the SVSM
-/// takes no event the hypervisor injects; it refuses to run without it).
-pub const BOOT_SEV_FEATURES: SevFeatures =
-    SevFeatures::SNP_ACTIVE.union(SevFeatures::RESTRICTED_INJECTION);
+/// SEV features of the boot CPU: those of every SVSM vCPU.
+pub const BOOT_SEV_FEATURES: SevFeatures = svsm_snp::ap::SVSM_SEV_FEATURES;
 
 /// The guest policy (SNP firmware ABI, GUEST_POLICY): ABI 0.0 or later,
 /// SMT allowed, the reserved bit 17 set, no debugging, no migration agent.
@@ -83,55 +81,34 @@ fn segment(selector: u16, d: SegmentDescriptor) -> VmsaSegment {
 }
 
 /// The boot CPU's VMSA: the same state as the native VP context (64-bit
-/// mode on stage2's stack), plus what an SEV-SNP VMSA needs (EFER.SVME,
-/// SEV features) and the architectural reset values of the FPU and PAT.
+/// mode on stage2's stack), written the way every SVSM vCPU's VMSA is
+/// (`svsm_snp::ap::fill_vmsa`: EFER.SVME, the SEV features, the reset
+/// values of PAT and the FPU), plus stage2's arguments.
 pub fn boot_vmsa(ctx: &IgvmNativeVpContextX64) -> Vmsa {
     let mut v = Vmsa::new_zeroed();
-    let cs = SegmentDescriptor::CODE64;
-    let ds = SegmentDescriptor::DATA;
-    v.cs = segment(ctx.code_selector, cs);
-    for s in [&mut v.ds, &mut v.es, &mut v.ss, &mut v.fs, &mut v.gs] {
-        *s = segment(ctx.data_selector, ds);
-    }
-    v.gdtr = VmsaSegment {
-        selector: 0,
-        attrib: 0,
-        limit: u32::from(ctx.gdtr_limit),
-        base: ctx.gdtr_base,
+    let entry = ApEntry {
+        rip: ctx.rip,
+        rsp: ctx.rsp,
+        cr0: ctx.cr0,
+        cr3: ctx.cr3,
+        cr4: ctx.cr4,
+        efer: ctx.efer,
+        gdtr_base: ctx.gdtr_base,
+        gdtr_limit: ctx.gdtr_limit,
+        cs: segment(ctx.code_selector, SegmentDescriptor::CODE64),
+        ds: segment(ctx.data_selector, SegmentDescriptor::DATA),
+        sev_features: BOOT_SEV_FEATURES,
     };
+    fill_vmsa(&mut v, &entry);
     v.idtr = VmsaSegment {
         limit: 0xffff,
         ..Default::default()
     };
-    // Reset values: LDT and a busy 64-bit TSS, both present and empty.
-    v.ldtr = VmsaSegment {
-        attrib: 0x82,
-        limit: 0xffff,
-        ..Default::default()
-    };
-    v.tr = VmsaSegment {
-        attrib: 0x8b,
-        limit: 0xffff,
-        ..Default::default()
-    };
-    v.efer = ctx.efer | Efer::SVME.bits();
-    v.cr0 = ctx.cr0;
-    v.cr3 = ctx.cr3;
-    v.cr4 = ctx.cr4;
-    v.rip = ctx.rip;
-    v.rsp = ctx.rsp;
+    v.rflags = ctx.rflags;
     v.rdi = ctx.rdi;
     // stage2 learns its platform from RSI before it trusts the boot info
     // (native: 0, from the zeroed VP context).
     v.rsi = svsm_bootdefs::PlatformKind::Snp as u64;
-    v.rflags = ctx.rflags;
-    v.dr6 = 0xffff_0ff0;
-    v.dr7 = 0x400;
-    v.xcr0 = 1;
-    v.g_pat = 0x0007_0406_0007_0406;
-    v.mxcsr = 0x1f80;
-    v.x87_fcw = 0x37f;
-    v.sev_features = BOOT_SEV_FEATURES.bits();
     v
 }
 
@@ -345,7 +322,7 @@ mod tests {
         assert_eq!(v.rsi, PlatformKind::Snp as u64);
         assert_eq!(s.vp_context.rsi, PlatformKind::Native as u64);
         assert_eq!(v.cr3, s.boot_info.page_table_root);
-        assert_ne!(v.efer & Efer::SVME.bits(), 0);
+        assert_ne!(v.efer & svsm_defs::cr::Efer::SVME.bits(), 0);
         assert_eq!(v.sev_features(), BOOT_SEV_FEATURES);
         assert_eq!(v.vmpl, 0);
         // Each refusal names its cause.

@@ -10,6 +10,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod ap;
 pub mod cpuid;
 pub mod ghcb;
 pub mod hw;

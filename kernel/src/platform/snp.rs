@@ -71,8 +71,10 @@ impl SnpHardware for ArchSnp {
         unsafe { crate::arch::snp::pvalidate(va, size, validate) }
     }
     fn rmpadjust(&mut self, va: u64, size: RmpPageSize, attrs: u64) -> u32 {
-        // SAFETY: used for the VMPL0 probe on a kernel page, with VMPL1
-        // granted nothing: no page is handed to a lower VMPL.
+        // SAFETY: used for the VMPL0 probe on a kernel page (VMPL1 granted
+        // nothing) and to make an AP's VMSA page a VMSA (`start_ap`, on a
+        // page the caller owns and filled): no page is handed to a lower
+        // VMPL.
         unsafe { crate::arch::snp::rmpadjust(va, size, attrs) }
     }
     fn zero(&mut self, va: u64, len: u64) {
@@ -219,14 +221,20 @@ fn read_launch_pages() -> Result<(), TerminationReason> {
     Ok(())
 }
 
-/// Starts the vCPU with `apic_id` on the VMSA at `vmsa_gpa` (a page the
-/// caller prepared and made a VMSA with RMPADJUST), with the boot CPU's SEV
-/// features. The AP start-up of the platform trait calls this once SMP
-/// bring-up hands it a VMSA per AP.
+/// Starts the vCPU with `apic_id` on the VMSA page mapped at `vmsa_va`
+/// (guest-physical `vmsa_gpa`), which the caller filled with
+/// `svsm_snp::ap::fill_vmsa` (the boot CPU's SEV features): the page
+/// becomes a VMSA (RMPADJUST) and the hypervisor runs it (GHCB AP
+/// creation). SMP bring-up's `start_cpu`, whichever its signature, calls
+/// this once it has a VMSA per AP.
 #[allow(dead_code)]
-pub fn start_ap(apic_id: u32, vmsa_gpa: u64, sev_features: u64) -> Result<(), PlatformError> {
-    with_ghcb(|g| g.ap_create(&mut ArchSnp, apic_id, vmsa_gpa, sev_features, false))
-        .map_err(|_| PlatformError::Failed(vmsa_gpa))
+pub fn start_ap(apic_id: u32, vmsa_va: u64, vmsa_gpa: u64) -> Result<(), PlatformError> {
+    let features = svsm_snp::ap::SVSM_SEV_FEATURES;
+    with_ghcb(|g| {
+        svsm_snp::ap::start(&mut ArchSnp, g, apic_id, vmsa_va, vmsa_gpa, features)
+            .map_err(|_| GhcbError::Failed(vmsa_gpa))
+    })
+    .map_err(|_| PlatformError::Failed(vmsa_gpa))
 }
 
 impl SvsmPlatform for SnpPlatform {
