@@ -10,7 +10,7 @@
 //! 0x0010_c000  stage2 stack upper guard (unmapped)   STAGE2_GUARD_SIZE
 //! 0x0011_0000  stage2 image (linked here, identity mapped)
 //! 0x001f_d000  SNP only: GHCB page (shared, not in the launch digest)
-//! 0x001f_e000  SNP only: CPUID page (filled and checked by the firmware)
+//! 0x001f_e000  SNP only: CPUID page (filled by the VMM, checked by the firmware)
 //! 0x001f_f000  SNP only: secrets page (written by the firmware)
 //! 0x0100_0000  kernel region: page tables, kernel image, symbol table,
 //!              boot stack, then free memory for the kernel page allocator
