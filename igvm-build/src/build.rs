@@ -43,6 +43,11 @@ pub struct BuildArgs {
     /// page data), e.g. `test=<name>`; `igvm-build configure` rewrites it.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// Sign an SNP ID block (the file's SNP launch digest and guest policy)
+    /// with this ECDSA P-384 private key: 96 hex digits (`openssl ec -text`
+    /// `priv:` form accepted). See docs/snp.md.
+    #[arg(long)]
+    pub id_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -431,6 +436,10 @@ pub fn build(a: &BuildArgs) -> Result<u8> {
     let mut out = Vec::new();
     file.serialize(&mut out)
         .map_err(|e| anyhow::anyhow!("igvm serialize: {e}"))?;
+    if let Some(key) = &a.id_key {
+        let key = crate::idblock::read_key(key)?;
+        out = crate::snp::with_id_block(&out, &key)?;
+    }
     std::fs::write(&a.output, &out)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     println!(

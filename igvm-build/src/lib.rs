@@ -6,6 +6,7 @@ pub mod build;
 pub mod configpage;
 pub mod debug;
 pub mod elf;
+pub mod idblock;
 pub mod igvm_check;
 pub mod measure;
 pub mod paging;

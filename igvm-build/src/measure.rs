@@ -193,6 +193,31 @@ pub fn snp_records(file: &IgvmFile) -> Result<Vec<Record>> {
     Ok(out)
 }
 
+/// The SNP part's ID block, if it has one, checked against the digest and
+/// the SNP guest policy (`crate::idblock::verify`).
+pub fn check_id_block(bytes: &[u8], ld: &[u8; 48]) -> Result<bool> {
+    let file = IgvmFile::new_from_binary(bytes, None).map_err(|e| anyhow!("igvm: {e}"))?;
+    let mask = snp_mask(&file)?;
+    let Some(block) = file.directives().iter().find(|d| {
+        matches!(d, IgvmDirectiveHeader::SnpIdBlock { compatibility_mask, .. } if compatibility_mask & mask != 0)
+    }) else {
+        return Ok(false);
+    };
+    let policy = file
+        .initializations()
+        .iter()
+        .find_map(|i| match i {
+            igvm::IgvmInitializationHeader::GuestPolicy {
+                policy,
+                compatibility_mask,
+            } if compatibility_mask & mask != 0 => Some(*policy),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("the SNP part has an ID block but no guest policy"))?;
+    crate::idblock::verify(block, ld, policy)?;
+    Ok(true)
+}
+
 /// The SNP launch digest of the IGVM file `bytes` and its records; the
 /// digest is checked against the igvm crate's measurement.
 pub fn snp_digest(bytes: &[u8]) -> Result<([u8; 48], Vec<Record>)> {
@@ -235,6 +260,9 @@ pub fn measure(a: &MeasureArgs) -> Result<u8> {
             );
         }
         println!("{} records", records.len());
+    }
+    if check_id_block(&bytes, &digest)? {
+        println!("snp id block: launch digest and policy match, ECDSA P-384 signature verified");
     }
     println!("snp launch digest: {}", hex(&digest));
     Ok(0)

@@ -183,6 +183,36 @@ pub fn kvm_refusal(gpa: u64, v: &Vmsa) -> Option<String> {
     ))
 }
 
+/// A copy of the IGVM file `bytes` with an SNP ID block for its SNP launch
+/// digest and guest policy, signed with `key`, right before the VMSA (the
+/// block is not measured, the VMSA stays last).
+pub fn with_id_block(bytes: &[u8], key: &p384::ecdsa::SigningKey) -> Result<Vec<u8>> {
+    let (ld, _) = crate::measure::snp_digest(bytes)?;
+    let file = IgvmFile::new_from_binary(bytes, None).map_err(|e| anyhow!("igvm: {e}"))?;
+    let mut d = file.directives().to_vec();
+    let vmsa = d
+        .pop()
+        .ok_or_else(|| anyhow!("the IGVM file has no directives"))?;
+    d.push(crate::idblock::directive(
+        key,
+        SNP_COMPAT_MASK,
+        &ld,
+        guest_policy(),
+    ));
+    d.push(vmsa);
+    let out = IgvmFile::new(
+        IgvmRevision::V1,
+        file.platforms().to_vec(),
+        file.initializations().to_vec(),
+        d,
+    )
+    .map_err(|e| anyhow!("igvm: {e}"))?;
+    let mut v = Vec::new();
+    out.serialize(&mut v)
+        .map_err(|e| anyhow!("igvm serialize: {e}"))?;
+    Ok(v)
+}
+
 fn page(gpa: u64, mask: u32, data_type: IgvmPageDataType, data: Vec<u8>) -> IgvmDirectiveHeader {
     IgvmDirectiveHeader::PageData {
         gpa,

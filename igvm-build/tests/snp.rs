@@ -74,8 +74,8 @@ fn ours(file: &Path) -> String {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    text.trim()
-        .strip_prefix("snp launch digest: ")
+    text.lines()
+        .find_map(|l| l.strip_prefix("snp launch digest: "))
         .unwrap_or_else(|| panic!("unexpected output {text:?}"))
         .to_string()
 }
@@ -259,4 +259,98 @@ fn run_refuses_an_snp_only_file() {
         "{stderr}"
     );
     assert!(run.stdout.is_empty() || !String::from_utf8_lossy(&run.stdout).contains("SVSM"));
+}
+
+/// An ID block for the shipped file: `measure` verifies it, Python's
+/// `cryptography` (OpenSSL) verifies its signature independently from the
+/// ABI fields, and a block for another digest is refused.
+#[test]
+#[ignore = "needs SVSM_PROD_IGVM: run `make test-snp`"]
+fn id_block_is_signed_and_verified() {
+    let key = p384::ecdsa::SigningKey::from_slice(&[0x42; 48]).unwrap();
+    let signed = igvm_build::snp::with_id_block(&shipped(), &key).unwrap();
+    let path = scratch("id-block.igvm");
+    std::fs::write(&path, &signed).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+        .args(["measure", "--platform", "snp"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("signature verified"), "{text}");
+    // The block is not measured: the digest is the unsigned file's.
+    assert_eq!(ours(&path), ours(&env_path("SVSM_PROD_IGVM")));
+    let f = IgvmFile::new_from_binary(&signed, None).unwrap();
+    let n = f.directives().len();
+    assert!(matches!(
+        f.directives()[n - 1],
+        IgvmDirectiveHeader::SnpVpContext { .. }
+    ));
+    let IgvmDirectiveHeader::SnpIdBlock {
+        ld,
+        id_key_signature,
+        id_public_key,
+        ..
+    } = &f.directives()[n - 2]
+    else {
+        panic!("no ID block before the VMSA");
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let script = r#"
+import sys
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+qx, qy, r, s, ld = (bytes.fromhex(a) for a in sys.argv[1:6])
+policy = int(sys.argv[6], 16)
+le = lambda b: int.from_bytes(b, "little")
+block = ld + bytes(32) + (1).to_bytes(4, "little") + bytes(4) + policy.to_bytes(8, "little")
+key = ec.EllipticCurvePublicNumbers(le(qx), le(qy), ec.SECP384R1()).public_key()
+key.verify(encode_dss_signature(le(r), le(s)), block, ec.ECDSA(hashes.SHA384()))
+print("verified")
+"#;
+    let py = Command::new("python3")
+        .args(["-c", script])
+        .args([
+            hex(&id_public_key.qx),
+            hex(&id_public_key.qy),
+            hex(&id_key_signature.r_comp),
+            hex(&id_key_signature.s_comp),
+            hex(ld),
+            format!("{:x}", igvm_build::snp::guest_policy()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "verified",
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    // A block signed for another digest: measure exits 2, naming it.
+    let mut d = f.directives().to_vec();
+    if let IgvmDirectiveHeader::SnpIdBlock { ld, .. } = &mut d[n - 2] {
+        ld[0] ^= 1;
+    }
+    let mut bad = Vec::new();
+    IgvmFile::new(
+        igvm::IgvmRevision::V1,
+        f.platforms().to_vec(),
+        f.initializations().to_vec(),
+        d,
+    )
+    .unwrap()
+    .serialize(&mut bad)
+    .unwrap();
+    let path = scratch("id-block-bad.igvm");
+    std::fs::write(&path, &bad).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
+        .args(["measure", "--platform", "snp"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not match"), "{err}");
 }
