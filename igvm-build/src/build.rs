@@ -48,6 +48,8 @@ pub struct BuildArgs {
     /// `priv:` form accepted). See docs/snp.md.
     #[arg(long)]
     pub id_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub channel: crate::channel::ChannelArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -430,8 +432,20 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
 pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
-    let img = assemble(&stage2, &kernel, &a.cmdline)?;
-    let snp = assemble_for(&stage2, &kernel, &a.cmdline, PlatformKind::Snp)?;
+    let mut img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let mut snp = assemble_for(&stage2, &kernel, &a.cmdline, PlatformKind::Snp)?;
+    let channel = a
+        .channel
+        .resolve(&svsm_bootdefs::channel::ChannelConfig::default())?;
+    // The configuration page is the same on both platforms (one directive).
+    for image in [&mut img, &mut snp] {
+        let page = image
+            .pages
+            .0
+            .get_mut(&CONFIG_PAGE_GPA)
+            .ok_or_else(|| anyhow::anyhow!("internal error: no configuration page"))?;
+        config::write_channel(page, &channel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let file = crate::snp::to_igvm(&img, &snp)?;
     let mut out = Vec::new();
     file.serialize(&mut out)
