@@ -157,6 +157,19 @@ extern "C" fn stage2_main(boot_info: *const BootInfo, platform: u64) -> ! {
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The platform argument is gone by now; the boot info's platform field
+    // decides whether port I/O is safe (on SNP it would raise #VC, with no
+    // handler here).
+    // SAFETY: the boot-info page is mapped read-only at BOOT_INFO_GPA (see
+    // `stage2_main`); any bit pattern is a valid u32.
+    let platform = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(
+            (*(layout::BOOT_INFO_GPA as *const BootInfo)).platform
+        ))
+    };
+    if platform == PlatformKind::Snp as u32 {
+        snp_terminate();
+    }
     puts("stage2: panic\n");
     exit(ExitCode::Panic)
 }
