@@ -9,6 +9,7 @@
 use crate::hw::SnpHardware;
 use core::mem::offset_of;
 use svsm_defs::ghcb::{Ghcb, SHARED_BUFFER_SIZE, exit_code};
+use svsm_defs::ioio::{IoioInfo, with_port};
 
 /// The GHCB page format version the SVSM writes (GHCB protocol version 2).
 pub const GHCB_VERSION: u16 = 2;
@@ -98,19 +99,18 @@ impl GhcbPage<'_> {
         write: Option<u32>,
     ) -> Result<u32, GhcbError> {
         // No arithmetic that could panic: this runs under the console.
-        let (size_bit, mask) = match size {
-            1 => (ioio::SZ8, 0xff),
-            2 => (ioio::SZ16, 0xffff),
-            4 => (ioio::SZ32, 0xffff_ffff),
+        let (mut info, mask) = match size {
+            1 => (IoioInfo::SZ8, 0xff),
+            2 => (IoioInfo::SZ16, 0xffff),
+            4 => (IoioInfo::SZ32, 0xffff_ffff),
             _ => return Err(GhcbError::BadArgument("I/O size is not 1, 2 or 4")),
         };
         self.clear();
-        let mut info1 = (u64::from(port) << 16) | size_bit;
         match write {
             Some(v) => set!(self.ghcb, rax, u64::from(v)),
-            None => info1 |= ioio::TYPE_IN,
+            None => info |= IoioInfo::TYPE_IN,
         }
-        self.call(hw, exit_code::IOIO, info1, 0)?;
+        self.call(hw, exit_code::IOIO, with_port(info, port), 0)?;
         match write {
             Some(v) => Ok(v),
             None => {
@@ -283,16 +283,6 @@ impl GhcbPage<'_> {
         }
         Ok(got)
     }
-}
-
-/// IOIO exit information (AMD APM vol. 2, 15.10.2: EXITINFO1 of IOIO).
-pub mod ioio {
-    pub const TYPE_IN: u64 = 1 << 0;
-    pub const STRING: u64 = 1 << 2;
-    pub const REP: u64 = 1 << 3;
-    pub const SZ8: u64 = 1 << 4;
-    pub const SZ16: u64 = 1 << 5;
-    pub const SZ32: u64 = 1 << 6;
 }
 
 /// SNP AP creation requests (SW_EXITINFO1[31:0]).
