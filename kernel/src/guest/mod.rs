@@ -92,6 +92,16 @@ pub fn run(
     cmdline: &str,
     channel: &ChannelConfig,
 ) -> Option<ExitCode> {
+    // Hosting with VMRUN is the native platform's way to run the guest; on
+    // SEV-SNP or TDX the hypervisor runs it (and the boot-VMSA page is not
+    // the SVSM's to read there).
+    if plat.kind() != svsm_bootdefs::PlatformKind::Native {
+        log::info!(
+            "guest: hosted by the hypervisor on the {} platform",
+            plat.kind().name()
+        );
+        return None;
+    }
     let Some(vmsa) = boot_vmsa() else {
         log::info!("guest: none packaged in this image");
         return None;
