@@ -4,7 +4,8 @@
 //! (`vmsa::Vmsa`, the same layout SEV-ES extends): a VMCB is built and read
 //! as `VmcbControl` followed by that prefix of a `Vmsa`. The SEV-ES-only
 //! fields beyond it (the general-purpose registers other than RAX and RSP)
-//! are not part of a plain VMCB; the run loop keeps them itself.
+//! are not part of a plain VMCB; the run loop keeps them itself. The IOIO
+//! exit's EXITINFO1 is `crate::ioio`.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -147,38 +148,6 @@ pub mod exit {
     }
 }
 
-/// EXITINFO1 of an IOIO exit (APM vol. 2, figure 15-2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IoioInfo {
-    pub port: u16,
-    /// IN (true) or OUT.
-    pub is_in: bool,
-    /// Operand size in bytes (1, 2 or 4).
-    pub size: u8,
-    /// INS/OUTS.
-    pub string: bool,
-    pub rep: bool,
-}
-
-impl IoioInfo {
-    pub fn decode(info1: u64) -> Self {
-        let size = if info1 & (1 << 6) != 0 {
-            4
-        } else if info1 & (1 << 5) != 0 {
-            2
-        } else {
-            1
-        };
-        Self {
-            port: (info1 >> 16) as u16,
-            is_in: info1 & 1 != 0,
-            size,
-            string: info1 & (1 << 2) != 0,
-            rep: info1 & (1 << 3) != 0,
-        }
-    }
-}
-
 /// EXITINFO1 bits of a nested page fault (the #PF error-code layout).
 pub mod npf {
     pub const PRESENT: u64 = 1 << 0;
@@ -254,28 +223,6 @@ mod tests {
         assert!(offset_of!(Vmsa, last_excp_to) + 8 <= VMCB_SAVE_SIZE);
         assert!(offset_of!(Vmsa, g_pat) < VMCB_SAVE_SIZE);
         assert_eq!(VMCB_SAVE_OFFSET + VMCB_SAVE_SIZE, 4096);
-    }
-
-    #[test]
-    fn ioio_decoding() {
-        // OUT DX, AL to 0x3f8: port 0x3f8, SZ8 (bit 4), direction out.
-        let i = IoioInfo::decode((0x3f8 << 16) | (1 << 4));
-        assert_eq!(
-            i,
-            IoioInfo {
-                port: 0x3f8,
-                is_in: false,
-                size: 1,
-                string: false,
-                rep: false
-            }
-        );
-        let i = IoioInfo::decode((0xf4 << 16) | (1 << 6) | 1 | (1 << 3) | (1 << 2));
-        assert_eq!(
-            (i.port, i.is_in, i.size, i.rep, i.string),
-            (0xf4, true, 4, true, true)
-        );
-        assert_eq!(IoioInfo::decode(1 << 5).size, 2);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use svsm_bootdefs::DEBUG_EXIT_PORT;
 use svsm_bootdefs::guest::GUEST_RAM_START;
 use svsm_bootdefs::layout::PAGE_SIZE;
 use svsm_defs::ghcb::{Ghcb, exit_code as ghcb_exit};
+use svsm_defs::ioio::{self, IoioInfo};
 use svsm_defs::msr;
-use svsm_defs::vmcb::{IoioInfo, exit, npf};
+use svsm_defs::vmcb::{exit, npf};
 use svsm_kernel::vmexit::{GhcbMsr, NpfTarget, Vmmcall, npf_reason, run_vmpl_response};
 
 /// COM1's data port and its line-status register.
@@ -105,18 +106,18 @@ fn ioio(g: &mut Guest, vcpu: usize) -> Flow {
         let c = g.vcpu(vcpu).control();
         (c.exit_info_1, c.exit_info_2)
     };
-    let io = IoioInfo::decode(info1);
-    if io.string || io.rep {
+    let io = IoioInfo::from_bits_truncate(info1);
+    if io.intersects(IoioInfo::STR | IoioInfo::REP) {
         return kill(g, vcpu, exit::IOIO, "string port I/O is not emulated");
     }
     let v = g.vcpu(vcpu);
     let rax = *v.rax();
-    match (io.port, io.is_in) {
+    match (ioio::port(info1), io.contains(IoioInfo::TYPE_IN)) {
         (COM1, false) => g.console.put(rax as u8),
         (COM1_LSR, true) => *v.rax() = (rax & !0xff) | LSR_TX_EMPTY,
         (p, true) if (COM1..COM1 + 8).contains(&p) => *v.rax() = rax & !0xff,
         (p, false) if (COM1..COM1 + 8).contains(&p) => {}
-        (DEBUG_EXIT_PORT, false) if io.size == 4 => {
+        (DEBUG_EXIT_PORT, false) if io.contains(IoioInfo::SZ32) => {
             *v.rip() = next;
             return Flow::Stop(Stop::Exited(rax as u32));
         }
