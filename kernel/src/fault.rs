@@ -3,9 +3,12 @@
 //! guarded IST stacks, so these reports always run on a healthy stack.
 
 use crate::arch::entry::ExceptionFrame;
+use crate::arch::x86::halt_forever;
 use crate::arch::x86::read_cr2;
 use crate::backtrace;
-use crate::cpu::percpu::this_cpu;
+use crate::cpu::percpu::{CpuState, PerCpu, this_cpu};
+use crate::cpu::smp::{self, FatalClaim};
+use crate::cpu::tlb;
 use crate::platform::shutdown;
 use crate::println;
 use crate::serial::CONSOLE;
@@ -62,12 +65,10 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
     #[cfg(feature = "testcases")]
     test_hook::run(frame.vector);
     if frame.vector == VEC_NMI {
-        // NMIs are counted, not printed: the interrupted code may hold the
-        // console lock. Nothing in the SVSM raises them yet.
-        cpu.nmi_count.fetch_add(1, Ordering::Relaxed);
+        nmi(cpu, frame);
         return;
     }
-    CONSOLE.force_unlock();
+    begin_fatal();
     let cr2 = read_cr2();
     let ctx = FaultContext {
         rip: frame.rip,
@@ -94,16 +95,82 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
         }
     }
     println!(
-        "EXCEPTION: vector={} ({}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
+        "EXCEPTION: vector={} ({}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x} cpu={}",
         frame.vector,
         vector_name(frame.vector),
         frame.error_code,
         frame.rip,
         frame.rsp,
-        cr2
+        cr2,
+        cpu.cpu_id()
     );
     backtrace::print_here();
     shutdown(ExitCode::Exception);
+}
+
+/// An NMI: another CPU's request (TLB shootdown, stop), a wake-up from HLT
+/// (a posted work item), or a test's software NMI. Counted, never printed
+/// unless it stops the CPU: the interrupted code may hold the console lock.
+fn nmi(cpu: &PerCpu, frame: &ExceptionFrame) {
+    cpu.nmi_count.fetch_add(1, Ordering::Relaxed);
+    let req = cpu.requests.swap(0, Ordering::AcqRel);
+    if req & smp::REQ_FLUSH != 0 {
+        tlb::answer(cpu);
+    }
+    if req & smp::REQ_STOP != 0 {
+        stopped(cpu, frame);
+    }
+}
+
+/// Starts a fatal report on this CPU: the first one anywhere stops the
+/// other CPUs (each prints its state) before taking any lock they may hold;
+/// a CPU that loses the race waits, halted, to be stopped in turn.
+pub fn begin_fatal() {
+    match smp::claim_fatal() {
+        FatalClaim::First => {
+            CONSOLE.force_unlock();
+            let silent = smp::stop_others();
+            CONSOLE.force_unlock();
+            if silent > 0 {
+                println!("SMP: {silent} CPU(s) did not answer the stop request");
+            }
+        }
+        FatalClaim::Nested => CONSOLE.force_unlock(),
+        FatalClaim::Other => halt_forever(),
+    }
+}
+
+/// Stopped by the CPU reporting a fatal error: prints where this CPU was
+/// (one line and, when the registry is free, its backtrace), then halts.
+fn stopped(cpu: &PerCpu, frame: &ExceptionFrame) -> ! {
+    // The console lock may be held by the code this NMI interrupted: wait
+    // a little for another holder, then break it (its holder is this CPU,
+    // which never returns there, or one that is about to be stopped).
+    if !smp::wait_until_short(|| !CONSOLE.is_locked()) {
+        CONSOLE.force_unlock();
+    }
+    let task = cpu.current_task.load(Ordering::Relaxed);
+    let stack = stacks::REGISTRY
+        .try_lock()
+        .and_then(|r| r.find(frame.rsp).map(|(_, i)| (i.kind.name(), i.name)));
+    let (kind, name) = stack.unwrap_or(("?", "?"));
+    println!(
+        "CPU {} stopped: rip={:#x} rsp={:#x} stack={kind}:{name} task={} nmi-count={}",
+        cpu.cpu_id(),
+        frame.rip,
+        frame.rsp,
+        if task == crate::cpu::percpu::NO_TASK {
+            -1
+        } else {
+            task as i64
+        },
+        cpu.nmi_count.load(Ordering::Relaxed)
+    );
+    if !stacks::REGISTRY.is_locked() {
+        backtrace::print_here();
+    }
+    cpu.set_state(CpuState::Stopped);
+    halt_forever()
 }
 
 /// Dry run of the fault-reporting path on the current stack: formats a guard

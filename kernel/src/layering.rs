@@ -13,8 +13,9 @@ const RANKS: &[(&str, u8)] = &[
     ("backtrace", 4),
     ("task", 4),
     ("fault", 5),
-    ("main", 6),
-    ("testcases", 6),
+    ("ap", 6),
+    ("main", 7),
+    ("testcases", 7),
 ];
 
 /// The library's own modules: pure, below everything, and never `crate::`

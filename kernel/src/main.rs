@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod ap;
 mod arch;
 mod backtrace;
 mod bootinfo;
@@ -119,6 +120,9 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
         // while the self-test runs on it.
         unsafe { arch::stack::call_on_stack(top, ist_self_test, 0) };
     }
+
+    // The other CPUs, each on its own guarded stacks, waiting for work.
+    ap::start_all(plat);
 
     let cmdline = read_cmdline(bi);
     log::info!("command line: {:?}", cmdline.as_str());
@@ -273,7 +277,9 @@ fn read_cmdline(bi: &BootInfo) -> Cmdline {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    serial::CONSOLE.force_unlock();
+    // The first fatal error stops the other CPUs (they print their state);
+    // a CPU panicking while another reports just waits to be stopped.
+    fault::begin_fatal();
     if PANICKING.swap(true, core::sync::atomic::Ordering::SeqCst) {
         // A panic while reporting a panic (e.g. inside the backtrace): no
         // formatting, no backtrace, so it cannot recurse again.
@@ -281,6 +287,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         shutdown(ExitCode::Panic)
     }
     println!("PANIC: {}", info);
+    println!("PANIC on cpu {}", cpu::percpu::this_cpu().cpu_id());
     backtrace::print_here();
     shutdown(ExitCode::Panic)
 }
