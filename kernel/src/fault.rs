@@ -10,9 +10,9 @@ use crate::cpu::percpu::{CpuState, PerCpu, this_cpu};
 use crate::cpu::smp::{self, FatalClaim};
 use crate::cpu::tlb;
 use crate::platform::shutdown;
-use crate::println;
 use crate::serial::CONSOLE;
 use crate::stacks;
+use crate::{print, println};
 use core::sync::atomic::Ordering;
 use svsm_bootdefs::ExitCode;
 use svsm_guards::FaultContext;
@@ -65,7 +65,16 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
     #[cfg(feature = "testcases")]
     test_hook::run(frame.vector);
     if frame.vector == VEC_NMI {
-        nmi(cpu, frame);
+        if nmi(cpu) {
+            stopped(cpu, frame);
+            // The registry may be held by the interrupted code: then no
+            // backtrace (its line above says where this CPU was).
+            if !stacks::REGISTRY.is_locked() {
+                backtrace::print_here();
+            }
+            cpu.set_state(CpuState::Stopped);
+            halt_forever()
+        }
         return;
     }
     begin_fatal();
@@ -111,15 +120,14 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
 /// An NMI: another CPU's request (TLB shootdown, stop), a wake-up from HLT
 /// (a posted work item), or a test's software NMI. Counted, never printed
 /// unless it stops the CPU: the interrupted code may hold the console lock.
-fn nmi(cpu: &PerCpu, frame: &ExceptionFrame) {
+/// Returns whether the CPU is to stop.
+fn nmi(cpu: &PerCpu) -> bool {
     cpu.nmi_count.fetch_add(1, Ordering::Relaxed);
     let req = cpu.requests.swap(0, Ordering::AcqRel);
     if req & smp::REQ_FLUSH != 0 {
         tlb::answer(cpu);
     }
-    if req & smp::REQ_STOP != 0 {
-        stopped(cpu, frame);
-    }
+    req & smp::REQ_STOP != 0
 }
 
 /// Starts a fatal report on this CPU: the first one anywhere stops the
@@ -127,50 +135,48 @@ fn nmi(cpu: &PerCpu, frame: &ExceptionFrame) {
 /// a CPU that loses the race waits, halted, to be stopped in turn.
 pub fn begin_fatal() {
     match smp::claim_fatal() {
-        FatalClaim::First => {
-            CONSOLE.force_unlock();
-            let silent = smp::stop_others();
-            CONSOLE.force_unlock();
-            if silent > 0 {
-                println!("SMP: {silent} CPU(s) did not answer the stop request");
-            }
-        }
+        FatalClaim::First => stop_others_for_report(),
         FatalClaim::Nested => CONSOLE.force_unlock(),
         FatalClaim::Other => halt_forever(),
     }
 }
 
+/// The first fatal report's start (its CPU claimed it): every other CPU
+/// stops and prints its state, then the console is this CPU's.
+pub fn stop_others_for_report() {
+    CONSOLE.force_unlock();
+    let silent = smp::stop_others();
+    CONSOLE.force_unlock();
+    // Unformatted: this runs inside the panic handler's formatting cycle.
+    if silent > 0 {
+        CONSOLE.write_str_raw("SMP: a CPU did not answer the stop request\n");
+    }
+}
+
 /// Stopped by the CPU reporting a fatal error: prints where this CPU was
-/// (one line and, when the registry is free, its backtrace), then halts.
-fn stopped(cpu: &PerCpu, frame: &ExceptionFrame) -> ! {
+/// (the caller adds its backtrace, then halts).
+#[inline(never)]
+fn stopped(cpu: &PerCpu, frame: &ExceptionFrame) {
     // The console lock may be held by the code this NMI interrupted: wait
     // a little for another holder, then break it (its holder is this CPU,
     // which never returns there, or one that is about to be stopped).
     if !smp::wait_until_short(|| !CONSOLE.is_locked()) {
         CONSOLE.force_unlock();
     }
-    let task = cpu.current_task.load(Ordering::Relaxed);
     let stack = stacks::REGISTRY
         .try_lock()
         .and_then(|r| r.find(frame.rsp).map(|(_, i)| (i.kind.name(), i.name)));
     let (kind, name) = stack.unwrap_or(("?", "?"));
-    println!(
-        "CPU {} stopped: rip={:#x} rsp={:#x} stack={kind}:{name} task={} nmi-count={}",
+    print!(
+        "CPU {} stopped: rip={:#x} rsp={:#x} stack={kind}:{name} task=",
         cpu.cpu_id(),
         frame.rip,
-        frame.rsp,
-        if task == crate::cpu::percpu::NO_TASK {
-            -1
-        } else {
-            task as i64
-        },
-        cpu.nmi_count.load(Ordering::Relaxed)
+        frame.rsp
     );
-    if !stacks::REGISTRY.is_locked() {
-        backtrace::print_here();
+    match cpu.current_task.load(Ordering::Relaxed) {
+        crate::cpu::percpu::NO_TASK => println!("-"),
+        t => println!("{t}"),
     }
-    cpu.set_state(CpuState::Stopped);
-    halt_forever()
 }
 
 /// Dry run of the fault-reporting path on the current stack: formats a guard

@@ -277,20 +277,23 @@ fn read_cmdline(bi: &BootInfo) -> Cmdline {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    // The first fatal error stops the other CPUs (they print their state);
-    // a CPU panicking while another reports just waits to be stopped.
-    fault::begin_fatal();
-    if PANICKING.swap(true, core::sync::atomic::Ordering::SeqCst) {
-        // A panic while reporting a panic (e.g. inside the backtrace): no
-        // formatting, no backtrace, so it cannot recurse again.
-        serial::CONSOLE.write_str_raw("PANIC: nested panic while reporting a panic\n");
-        shutdown(ExitCode::Panic)
+    match cpu::smp::claim_fatal() {
+        cpu::smp::FatalClaim::First => {}
+        cpu::smp::FatalClaim::Nested => {
+            // A panic while reporting a fatal error on this CPU (e.g. inside
+            // the backtrace): no formatting, no backtrace, so it cannot
+            // recurse again.
+            serial::CONSOLE.force_unlock();
+            serial::CONSOLE.write_str_raw("PANIC: nested panic while reporting a panic\n");
+            shutdown(ExitCode::Panic)
+        }
+        // Another CPU reports: this one waits to be stopped (and printed).
+        cpu::smp::FatalClaim::Other => arch::x86::halt_forever(),
     }
+    // The other CPUs stop first and print their state.
+    fault::stop_others_for_report();
     println!("PANIC: {}", info);
     println!("PANIC on cpu {}", cpu::percpu::this_cpu().cpu_id());
     backtrace::print_here();
     shutdown(ExitCode::Panic)
 }
-
-/// Set by the first panic; a second one takes the minimal path.
-static PANICKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);

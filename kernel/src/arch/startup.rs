@@ -92,6 +92,13 @@ global_asm!(
     // The kernel-side entry: the outermost frame of every AP (the unwinder
     // stops here), on the AP's per-CPU stack.
     ".section .text.svsm_ap_start, \"ax\"",
+    // A trap first: whatever the linker places before this section (a
+    // function ending in a call that does not return) never runs on into
+    // the AP entry, and stackcheck sees it end here.
+    ".type svsm_ap_start_fence, @function",
+    "svsm_ap_start_fence:",
+    "ud2",
+    ".size svsm_ap_start_fence, . - svsm_ap_start_fence",
     ".global svsm_ap_start",
     ".type svsm_ap_start, @function",
     "svsm_ap_start:",

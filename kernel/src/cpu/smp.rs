@@ -106,7 +106,6 @@ pub type WorkFn = fn(u64);
 
 /// Posts `f(arg)` to idle CPU `target` and wakes it; false if the CPU is
 /// not idle (busy, stopped or never started).
-#[cfg_attr(not(feature = "testcases"), allow(dead_code))] // test cases
 pub fn post_work(target: &PerCpu, f: WorkFn, arg: u64) -> bool {
     if target.state() != CpuState::Idle
         || target.work_posted.load(Ordering::Acquire) != target.work_done.load(Ordering::Acquire)
@@ -136,7 +135,6 @@ pub fn post_work(target: &PerCpu, f: WorkFn, arg: u64) -> bool {
 
 /// Waits until `target` finished its posted work (or stopped); false on
 /// timeout.
-#[cfg_attr(not(feature = "testcases"), allow(dead_code))] // test cases
 pub fn wait_work(target: &PerCpu) -> bool {
     wait_until(|| {
         target.work_done.load(Ordering::Acquire) == target.work_posted.load(Ordering::Acquire)
