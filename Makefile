@@ -123,7 +123,7 @@ test-qemu: igvm igvm-test stackcheck-bin upstream-qemu
 	SVSM_IGVM=$(abspath $(TEST_IGVM)) SVSM_PROD_IGVM=$(abspath $(IGVM)) \
 	  SVSM_KERNEL_ELF=$(abspath $(KERNEL_TEST_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
 	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
-	  $(CARGO) test -p igvm-build --test boot --test upstream --test debug -- --include-ignored --test-threads=2
+	  $(CARGO) test -p igvm-build --test boot --test smp --test upstream --test debug -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \
