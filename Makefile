@@ -2,7 +2,8 @@
 #
 #   make            build stage2, the kernel and the IGVM file (production image)
 #   make run        boot it under QEMU (serial console on stdout);
-#                   CMDLINE=test=<case> boots the test image instead
+#                   CMDLINE=test=<case> boots the test image instead;
+#                   SMP=<n> boots n CPUs (docs/smp.md)
 #   make test       host tests, validation suites, stack check, in-QEMU tests
 #                   (builds the test image: the kernel with its test cases)
 #   RELEASE=1       release build
@@ -106,7 +107,7 @@ igvm-test: kernel kernel-test host-tools
 ## A `test=<case>` in CMDLINE boots the test image.
 RUN_TEST := $(findstring test=,$(CMDLINE))
 run: setup igvm $(if $(RUN_TEST),igvm-test)
-	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)") $(if $(SMP),--smp $(SMP))
 
 stage2-size: igvm
 	$(IGVM_BUILD) info --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) --check
