@@ -97,7 +97,10 @@ global_asm!(
     // the AP entry, and stackcheck sees it end here.
     ".type svsm_ap_start_fence, @function",
     "svsm_ap_start_fence:",
+    ".cfi_startproc",
+    ".cfi_undefined rip",
     "ud2",
+    ".cfi_endproc",
     ".size svsm_ap_start_fence, . - svsm_ap_start_fence",
     ".global svsm_ap_start",
     ".type svsm_ap_start, @function",
