@@ -92,8 +92,8 @@ unsafe fn load(cpu: usize, t: &'static mut Tables) {
     unsafe { crate::arch::desc::load_gdt(gdt) };
 }
 
-/// Builds the tables of AP `cpu`, with its IST stacks (slot, top) already
-/// in its TSS; `load_ap` loads them on the AP.
+/// Builds an AP's tables, with its IST stacks (slot, top) already in its
+/// TSS; `load_ap` loads them on the AP.
 pub fn prepare_ap(ist: &[(u8, u64)]) -> &'static mut Tables {
     let t = alloc::boxed::Box::leak(alloc::boxed::Box::new(Tables {
         gdt: Gdt::new(),
