@@ -7,7 +7,7 @@
 
 use super::percpu::{CpuState, PerCpu, all, this_cpu};
 use super::smp::{REQ_FLUSH, signal, wait_until};
-use crate::arch::x86::{flush_tlb_all, invlpg};
+use crate::arch::x86::{flush_tlb_all, invlpg, rdtsc};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use svsm_bootdefs::layout::PAGE_SIZE;
@@ -19,9 +19,11 @@ static SHOOTDOWN: Mutex<()> = Mutex::new(());
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static RANGE_START: AtomicU64 = AtomicU64::new(0);
 static RANGE_PAGES: AtomicU64 = AtomicU64::new(0);
-/// Shootdowns sent, and CPU answers collected (for the figures tests print).
+/// Shootdowns sent, CPU answers collected and TSC cycles spent waiting for
+/// them (for the figures tests print).
 pub static SENT: AtomicU64 = AtomicU64::new(0);
 pub static ANSWERS: AtomicU64 = AtomicU64::new(0);
+pub static WAIT_TSC: AtomicU64 = AtomicU64::new(0);
 
 fn flush_range(start: u64, pages: u64) {
     if pages > FLUSH_ALL_PAGES {
@@ -53,6 +55,7 @@ pub fn shootdown(va: u64, pages: u64) -> usize {
     let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     SENT.fetch_add(1, Ordering::Relaxed);
     let mut silent = 0;
+    let t0 = rdtsc();
     for pc in targets() {
         signal(pc, REQ_FLUSH);
     }
@@ -66,6 +69,7 @@ pub fn shootdown(va: u64, pages: u64) -> usize {
             silent += 1;
         }
     }
+    WAIT_TSC.fetch_add(rdtsc().wrapping_sub(t0), Ordering::Relaxed);
     silent
 }
 

@@ -231,6 +231,7 @@ pub fn stress_all() -> Result<(), &'static str> {
     let heap_before = crate::mm::heap::HEAP.stats().small_pages;
     let (free_before, _) = frames::stats();
     let sent_before = tlb::SENT.load(Ordering::Relaxed);
+    let wait_before = tlb::WAIT_TSC.load(Ordering::Relaxed);
     let t0 = rdtsc();
     if !ap::run_everywhere(stress, 0) {
         return Err("a CPU did not finish the stress");
@@ -241,14 +242,17 @@ pub fn stress_all() -> Result<(), &'static str> {
     let (free_after, total) = frames::stats();
     let errors = ERRORS.load(Ordering::Relaxed);
     let ops = OPS.load(Ordering::Relaxed);
-    let us = cycles * 1000 / ap::tsc_khz().max(1);
+    let khz = ap::tsc_khz().max(1);
+    let us = cycles * 1000 / khz;
+    let sent = (tlb::SENT.load(Ordering::Relaxed) - sent_before).max(1);
+    let wait_us = (tlb::WAIT_TSC.load(Ordering::Relaxed) - wait_before) * 1000 / khz;
     println!(
         "smp-stress: {n} CPUs, {ops} allocator/registry operations in {us} us ({} per ms), {errors} errors; \
-         shootdowns {} answered by {} CPUs; frames free {free_before} -> {free_after} of {total} \
+         shootdowns {sent} answered by {} CPUs, {} us each on average; frames free {free_before} -> {free_after} of {total} \
          (heap kept {heap_growth} pages); registry {stacks_before} -> {stacks_after} stacks",
         ops * 1000 / us.max(1),
-        tlb::SENT.load(Ordering::Relaxed) - sent_before,
-        tlb::ANSWERS.load(Ordering::Relaxed)
+        tlb::ANSWERS.load(Ordering::Relaxed),
+        wait_us / sent
     );
     if errors > 0 {
         return Err("an allocation was handed out twice or overwritten");
