@@ -120,6 +120,40 @@ fn every_cpu_comes_up_on_its_own_guarded_stacks() {
         let l = lines(&out, &format!("smp-up: cpu {cpu} start-up "));
         assert_eq!(l.len(), 1, "{}", out.serial);
     }
+    // Every CPU's measured high-water marks stay within stackcheck's static
+    // bounds (ap-start, the IST entries) for their stacks.
+    let hwm = stackcheck_hwm(&out.serial);
+    assert!(
+        hwm.status.success(),
+        "stackcheck hwm:\n{}{}",
+        String::from_utf8_lossy(&hwm.stdout),
+        String::from_utf8_lossy(&hwm.stderr)
+    );
+    let report = String::from_utf8_lossy(&hwm.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("percpu") && l.contains("cpu3")),
+        "{report}"
+    );
+}
+
+/// `stackcheck hwm` on a serial log, against the test image's kernel.
+fn stackcheck_hwm(log: &str) -> std::process::Output {
+    let bin = std::env::var("STACKCHECK_BIN").expect("STACKCHECK_BIN (run `make test-qemu`)");
+    let elf = std::env::var("SVSM_KERNEL_ELF").expect("SVSM_KERNEL_ELF (run `make test-qemu`)");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../stackcheck.toml");
+    let path = std::env::temp_dir().join(format!("svsm-smp-hwm-{}.log", std::process::id()));
+    std::fs::write(&path, log).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["hwm", "--config", config, "--only", "kernel", "--image"])
+        .arg(format!("kernel={elf}"))
+        .arg("--log")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    out
 }
 
 #[test]
