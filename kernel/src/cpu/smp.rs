@@ -35,22 +35,19 @@ fn send_nmi(target: &PerCpu) {
 }
 
 /// Spins until `done()` or the timeout; false on timeout.
-pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let start = rdtsc();
-    while !done() {
-        if rdtsc().wrapping_sub(start) > ANSWER_TIMEOUT_TSC {
-            return false;
-        }
-        core::hint::spin_loop();
-    }
-    true
+pub fn wait_until(done: impl FnMut() -> bool) -> bool {
+    wait_bounded(ANSWER_TIMEOUT_TSC, done)
 }
 
 /// Like `wait_until`, bounded to about a millisecond.
-pub fn wait_until_short(mut done: impl FnMut() -> bool) -> bool {
+pub fn wait_until_short(done: impl FnMut() -> bool) -> bool {
+    wait_bounded(5_000_000, done)
+}
+
+fn wait_bounded(limit_tsc: u64, mut done: impl FnMut() -> bool) -> bool {
     let start = rdtsc();
     while !done() {
-        if rdtsc().wrapping_sub(start) > 5_000_000 {
+        if rdtsc().wrapping_sub(start) > limit_tsc {
             return false;
         }
         core::hint::spin_loop();
@@ -94,7 +91,10 @@ pub fn stop_others() -> usize {
             continue;
         }
         signal(pc, REQ_STOP);
-        if !wait_until(|| pc.state() == CpuState::Stopped) {
+        // A tenth of the usual wait: a fatal report should not stall
+        // long on a CPU that cannot answer (e.g. one spinning with NMIs
+        // blocked).
+        if !wait_bounded(ANSWER_TIMEOUT_TSC / 10, || pc.state() == CpuState::Stopped) {
             silent += 1;
         }
     }
