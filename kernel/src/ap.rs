@@ -79,12 +79,19 @@ pub fn start_all(plat: &dyn SvsmPlatform) -> usize {
         }
     };
     let mut online = 1;
+    let mut late = false;
     for cpu in 1..count {
         match start_one(plat, cpu, tables[0].as_u64()) {
             Ok(()) => online += 1,
             Err(ApError::Stack(e)) => log::error!("SMP: cpu {cpu} not started: stack: {e}"),
             Err(ApError::Platform(e)) => log::error!("SMP: cpu {cpu} not started: {e:?}"),
-            Err(ApError::Timeout) => log::error!("SMP: cpu {cpu} did not report in"),
+            Err(ApError::Timeout) => {
+                // It may still run the trampoline later: neither the page
+                // nor the start-up tables may change under it.
+                log::error!("SMP: cpu {cpu} did not report in; no further CPUs started");
+                late = true;
+                break;
+            }
         }
     }
     // Each AP answers its mailbox once before the kernel relies on it.
@@ -93,9 +100,12 @@ pub fn start_all(plat: &dyn SvsmPlatform) -> usize {
             log::error!("SMP: cpu {} does not answer its mailbox", pc.cpu_id());
         }
     }
-    // Every AP has left the start-up tables (they wait on the kernel's).
-    for t in tables {
-        frames::free_frames(t, 1);
+    // Every AP has left the start-up tables (they wait on the kernel's),
+    // unless one is late.
+    if !late {
+        for t in tables {
+            frames::free_frames(t, 1);
+        }
     }
     log::info!(
         "SMP: {online} of {count} CPUs online, {} answered their mailbox (APIC in {} mode)",
