@@ -57,9 +57,9 @@ pub enum ApError {
 /// Starts every AP the platform reports (up to `MAX_CPUS`), one at a time.
 /// Returns the number of CPUs online, the boot CPU included.
 pub fn start_all(plat: &dyn SvsmPlatform) -> usize {
-    let reported = plat.cpu_count() as usize;
-    let count = reported.clamp(1, MAX_CPUS);
-    if reported > MAX_CPUS {
+    let reported = plat.cpu_count();
+    let count = svsm_kernel::smp_policy::cpus_to_start(reported, MAX_CPUS);
+    if reported as usize > MAX_CPUS {
         log::warn!("SMP: {reported} CPUs reported, using the first {MAX_CPUS}");
     }
     percpu::cpu(0).set_state(CpuState::Busy);

@@ -20,7 +20,14 @@ const RANKS: &[(&str, u8)] = &[
 
 /// The library's own modules: pure, below everything, and never `crate::`
 /// into the binary (they cannot: it is another crate).
-const LIB_FILES: &[&str] = &["lib", "cmdline", "platform_choice", "vectors", "layering"];
+const LIB_FILES: &[&str] = &[
+    "lib",
+    "cmdline",
+    "platform_choice",
+    "smp_policy",
+    "vectors",
+    "layering",
+];
 
 fn rank(module: &str) -> Option<u8> {
     RANKS.iter().find(|(m, _)| *m == module).map(|(_, r)| *r)

@@ -12,6 +12,8 @@ use crate::arch::apic;
 use crate::arch::x86::rdtsc;
 use core::sync::atomic::{AtomicU32, Ordering};
 use svsm_defs::apic::Ipi;
+pub use svsm_kernel::smp_policy::FatalClaim;
+use svsm_kernel::smp_policy::{NO_OWNER, claim};
 
 /// Stop for good: print this CPU's state, then halt.
 pub const REQ_STOP: u32 = 1 << 0;
@@ -55,28 +57,12 @@ fn wait_bounded(limit_tsc: u64, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-/// Which CPU reports a fatal error (panic, fatal exception); `NONE` yet.
-static FATAL_OWNER: AtomicU32 = AtomicU32::new(NONE);
-const NONE: u32 = u32::MAX;
+/// Which CPU reports a fatal error (panic, fatal exception), if any.
+static FATAL_OWNER: AtomicU32 = AtomicU32::new(NO_OWNER);
 
-/// Whether this CPU may report a fatal error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FatalClaim {
-    /// The first fatal error anywhere: this CPU reports it.
-    First,
-    /// This CPU is already reporting one (a fault in the report).
-    Nested,
-    /// Another CPU is reporting: this one waits to be stopped.
-    Other,
-}
-
+/// Claims the fatal report for this CPU (`smp_policy::claim`).
 pub fn claim_fatal() -> FatalClaim {
-    let me = this_cpu().cpu_id();
-    match FATAL_OWNER.compare_exchange(NONE, me, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => FatalClaim::First,
-        Err(o) if o == me => FatalClaim::Nested,
-        Err(_) => FatalClaim::Other,
-    }
+    claim(&FATAL_OWNER, this_cpu().cpu_id())
 }
 
 /// Stops every other running CPU, one at a time so that the state each
