@@ -152,7 +152,7 @@ FRAGMENT_BENCHES :=
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs --target $(TARGET)
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-protocol --target $(TARGET)
 
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
@@ -176,7 +176,8 @@ bench: $(FRAGMENT_BENCHES)
 ## land in <crate>/fuzz/artifacts/. `make test` replays the committed corpus.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
-                stackcheck:config stackcheck:log stackcheck:elf
+                stackcheck:config stackcheck:log stackcheck:elf \
+                kernel/protocol:request kernel/protocol:pvalidate kernel/protocol:vcpu
 FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
 .PHONY: fuzz
 fuzz:

@@ -42,6 +42,8 @@ pub struct BuildArgs {
     /// page data), e.g. `test=<name>`; `igvm-build configure` rewrites it.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    #[command(flatten)]
+    pub channel: crate::channel::ChannelArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -399,7 +401,16 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
 pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
-    let img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let mut img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let channel = a
+        .channel
+        .resolve(&svsm_bootdefs::channel::ChannelConfig::default())?;
+    let page = img
+        .pages
+        .0
+        .get_mut(&CONFIG_PAGE_GPA)
+        .ok_or_else(|| anyhow::anyhow!("internal error: no configuration page"))?;
+    config::write_channel(page, &channel).map_err(|e| anyhow::anyhow!("{e}"))?;
     let file = to_igvm(&img)?;
     let mut out = Vec::new();
     file.serialize(&mut out)
@@ -436,7 +447,7 @@ pub fn info(a: &InfoArgs) -> Result<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::elf::{FuncSymbol, Perms, Segment};
     use crate::paging::{NO_EXECUTE, WRITABLE};
@@ -466,7 +477,7 @@ mod tests {
         }
     }
 
-    fn stage2() -> ElfImage {
+    pub(crate) fn stage2() -> ElfImage {
         ElfImage {
             entry: STAGE2_BASE,
             segments: vec![
@@ -479,7 +490,7 @@ mod tests {
         }
     }
 
-    fn kernel() -> ElfImage {
+    pub(crate) fn kernel() -> ElfImage {
         ElfImage {
             entry: KERNEL_VIRT_BASE,
             segments: vec![

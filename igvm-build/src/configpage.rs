@@ -6,6 +6,7 @@
 //! digest on confidential platforms: the command line is part of what is
 //! attested, as it should be.
 
+use crate::channel::{ChannelArgs, describe};
 use crate::qemu::plan::precheck;
 use anyhow::{Context, Result, anyhow, bail};
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmRevision};
@@ -21,6 +22,8 @@ pub struct ConfigPage {
     pub compatibility_mask: u32,
     /// The command line it holds (lossy UTF-8).
     pub cmdline: String,
+    /// Its channel configuration, described, or why it is refused.
+    pub channel: String,
 }
 
 /// Arguments of `igvm-build configure`.
@@ -35,6 +38,9 @@ pub struct ConfigureArgs {
     /// The command line for the copy, e.g. `test=<name>`.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// Channel options for the copy; what is not given stays as in the file.
+    #[command(flatten)]
+    pub channel: ChannelArgs,
 }
 
 fn page_config(d: &IgvmDirectiveHeader) -> Option<(u64, u32, &[u8])> {
@@ -90,6 +96,7 @@ pub fn config_pages(bytes: &[u8]) -> Result<Vec<ConfigPage>> {
             cmdline: config::read_cmdline(data)
                 .map(|c| String::from_utf8_lossy(c).into_owned())
                 .unwrap_or_default(),
+            channel: config::read_channel(data).map_or_else(|e| e.to_string(), |c| describe(&c)),
         })
         .collect())
 }
@@ -97,6 +104,12 @@ pub fn config_pages(bytes: &[u8]) -> Result<Vec<ConfigPage>> {
 /// A copy of the IGVM file `bytes` whose configuration pages (one per
 /// platform) hold `cmdline`; `Ok(None)` when the file has none.
 pub fn with_cmdline(bytes: &[u8], cmdline: &str) -> Result<Option<Vec<u8>>> {
+    with_config(bytes, cmdline, &ChannelArgs::default())
+}
+
+/// Like [`with_cmdline`], also applying the channel options `channel` to
+/// each page's channel configuration.
+pub fn with_config(bytes: &[u8], cmdline: &str, channel: &ChannelArgs) -> Result<Option<Vec<u8>>> {
     let file = parse(bytes)?;
     let rev = revision(bytes)?;
     let mut found = 0;
@@ -106,6 +119,11 @@ pub fn with_cmdline(bytes: &[u8], cmdline: &str) -> Result<Option<Vec<u8>>> {
             && config::ConfigHeader::parse(data).is_ok()
         {
             config::write_cmdline(data, cmdline).map_err(|e| anyhow!("{e}"))?;
+            if !channel.is_empty() {
+                let current = config::read_channel(data).map_err(|e| anyhow!("{e}"))?;
+                config::write_channel(data, &channel.resolve(&current)?)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
             found += 1;
         }
     }
@@ -137,13 +155,13 @@ pub fn configure(a: &ConfigureArgs) -> Result<u8> {
         }
         for p in pages {
             println!(
-                "configuration page at {:#x} (compatibility mask {:#x}): command line {:?}",
-                p.gpa, p.compatibility_mask, p.cmdline
+                "configuration page at {:#x} (compatibility mask {:#x}): command line {:?}; {}",
+                p.gpa, p.compatibility_mask, p.cmdline, p.channel
             );
         }
         return Ok(0);
     };
-    let variant = with_cmdline(&bytes, &a.cmdline)
+    let variant = with_config(&bytes, &a.cmdline, &a.channel)
         .with_context(ctx)?
         .ok_or_else(|| anyhow!("{}: no SVSM configuration page", a.igvm.display()))?;
     std::fs::write(out, &variant).with_context(|| format!("cannot write {}", out.display()))?;
@@ -154,4 +172,85 @@ pub fn configure(a: &ConfigureArgs) -> Result<u8> {
         a.cmdline
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::build::{assemble, to_igvm};
+    use crate::channel::ChannelArgs;
+    use svsm_bootdefs::channel::{ChannelConfig, ProtocolEntry};
+    use svsm_bootdefs::config;
+    use svsm_bootdefs::layout::CONFIG_PAGE_GPA;
+
+    /// `configure` rewrites the channel configuration of a copy, keeping
+    /// what is not given and the command line.
+    #[test]
+    fn configure_rewrites_the_channel() {
+        let img = assemble(
+            &crate::build::tests::stage2(),
+            &crate::build::tests::kernel(),
+            "test=smoke",
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        to_igvm(&img).unwrap().serialize(&mut bytes).unwrap();
+        assert_eq!(
+            config::read_channel(&img.pages.0[&CONFIG_PAGE_GPA]).unwrap(),
+            ChannelConfig::default()
+        );
+        let args = ChannelArgs {
+            protocols: Some("core=1,attest=1".into()),
+            guest_vmpl: Some(2),
+            pvalidate_budget: None,
+        };
+        let copy = super::with_config(&bytes, "test=smoke", &args)
+            .unwrap()
+            .unwrap();
+        let pages = super::config_pages(&copy).unwrap();
+        assert_eq!(pages[0].cmdline, "test=smoke");
+        assert_eq!(
+            pages[0].channel,
+            "protocols core=1,attest=1, guest VMPL 2, features 0x0, PVALIDATE budget 0"
+        );
+        let again = ChannelArgs {
+            pvalidate_budget: Some(16),
+            ..Default::default()
+        };
+        let copy2 = super::with_config(&copy, "x", &again).unwrap().unwrap();
+        let want = ChannelConfig::new(
+            2,
+            &[ProtocolEntry::new(0, 1, 1), ProtocolEntry::new(1, 1, 1)],
+            0,
+            16,
+        )
+        .unwrap();
+        assert!(
+            super::config_pages(&copy2).unwrap()[0]
+                .channel
+                .ends_with("budget 16")
+        );
+        let file = igvm::IgvmFile::new_from_binary(&copy2, None).unwrap();
+        let page = file
+            .directives()
+            .iter()
+            .find_map(|d| match d {
+                igvm::IgvmDirectiveHeader::PageData { gpa, data, .. }
+                    if *gpa == CONFIG_PAGE_GPA =>
+                {
+                    Some(data.clone())
+                }
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config::read_channel(&page).unwrap(), want);
+        let bad = ChannelArgs {
+            protocols: Some("vtpm=1".into()),
+            ..Default::default()
+        };
+        let e = super::with_config(&bytes, "", &bad).unwrap_err();
+        assert!(
+            e.to_string().contains("core protocol (0) is not enabled"),
+            "{e}"
+        );
+    }
 }

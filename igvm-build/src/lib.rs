@@ -3,6 +3,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod build;
+pub mod channel;
 pub mod configpage;
 pub mod debug;
 pub mod elf;

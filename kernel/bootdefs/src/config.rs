@@ -3,26 +3,31 @@
 //! igvm-build writes it as ordinary page data into the IGVM file, so every
 //! loader copies it (upstream QEMU's loader has no COMMAND_LINE parameter
 //! support) and confidential platforms measure it into the launch digest.
-//! It starts with a [`ConfigHeader`] and carries the command line; the rest
-//! of the page, from [`FREE_OFFSET`], is room for further configuration.
+//! It starts with a [`ConfigHeader`] and carries the command line and the
+//! SVSM<->VMM channel configuration ([`crate::channel`]); the rest of the
+//! page, from [`FREE_OFFSET`], is room for further configuration.
 //!
 //! igvm-build locates the page in a finished IGVM file by its magic to write
 //! another command line into a copy of the file; the kernel reads the command
 //! line through `BootInfo::cmdline_gpa`/`cmdline_size`, which point into it.
 
+use crate::channel::{ChannelBlock, ChannelConfig, ChannelError};
 use crate::layout::PAGE_SIZE;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `ConfigHeader::magic`: "SVSMCFG\0" little-endian.
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"SVSMCFG\0");
 /// Bumped whenever the page's format changes.
-pub const CONFIG_VERSION: u32 = 1;
+pub const CONFIG_VERSION: u32 = 2;
 /// Where the command line starts in the page.
 pub const CMDLINE_OFFSET: u32 = 0x100;
 /// Bytes reserved for the command line, including its terminating NUL.
 pub const CMDLINE_CAPACITY: u32 = 0x100;
+/// Where the channel configuration starts, and the bytes reserved for it.
+pub const CHANNEL_OFFSET: u32 = CMDLINE_OFFSET + CMDLINE_CAPACITY;
+pub const CHANNEL_CAPACITY: u32 = 0x100;
 /// First byte of the page not used by this version of the format.
-pub const FREE_OFFSET: u32 = CMDLINE_OFFSET + CMDLINE_CAPACITY;
+pub const FREE_OFFSET: u32 = CHANNEL_OFFSET + CHANNEL_CAPACITY;
 
 /// The start of the configuration page.
 #[repr(C)]
@@ -36,7 +41,11 @@ pub struct ConfigHeader {
     /// `cmdline_capacity` bytes including the NUL.
     pub cmdline_offset: u32,
     pub cmdline_capacity: u32,
-    pub reserved: [u32; 10],
+    /// The channel configuration: a [`ChannelBlock`] at `channel_offset`,
+    /// `channel_size` bytes.
+    pub channel_offset: u32,
+    pub channel_size: u32,
+    pub reserved: [u32; 8],
 }
 
 /// Why a page is not a usable configuration page, or a command line does not fit.
@@ -52,6 +61,8 @@ pub enum ConfigError {
     CmdlineTooLong { needed: usize, capacity: usize },
     /// The command line contains a NUL byte.
     CmdlineHasNul,
+    /// The channel configuration is refused.
+    Channel(ChannelError),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -70,6 +81,7 @@ impl core::fmt::Display for ConfigError {
                 "command line needs {needed} bytes with its NUL, the configuration page holds {capacity}"
             ),
             Self::CmdlineHasNul => f.write_str("the command line contains a NUL byte"),
+            Self::Channel(e) => write!(f, "{e}"),
         }
     }
 }
@@ -83,7 +95,9 @@ impl ConfigHeader {
             size: PAGE_SIZE as u32,
             cmdline_offset: CMDLINE_OFFSET,
             cmdline_capacity: CMDLINE_CAPACITY,
-            reserved: [0; 10],
+            channel_offset: CHANNEL_OFFSET,
+            channel_size: core::mem::size_of::<ChannelBlock>() as u32,
+            reserved: [0; 8],
         }
     }
 
@@ -111,6 +125,39 @@ impl ConfigHeader {
         let start = self.cmdline_offset as usize;
         start..start + self.cmdline_capacity as usize
     }
+
+    /// The channel block's bytes in a page of `page_len` bytes: one block,
+    /// after the header, inside the page, not overlapping the command line.
+    fn channel_range(&self, page_len: usize) -> Result<core::ops::Range<usize>, ConfigError> {
+        let bad = ConfigError::Channel(ChannelError::BadRange);
+        let start = self.channel_offset as usize;
+        let end = start.checked_add(self.channel_size as usize).ok_or(bad)?;
+        let cmd = self.cmdline_range();
+        if self.channel_size as usize != core::mem::size_of::<ChannelBlock>()
+            || start < core::mem::size_of::<Self>()
+            || end > page_len
+            || end > self.size as usize
+            || (start < cmd.end && cmd.start < end)
+        {
+            return Err(bad);
+        }
+        Ok(start..end)
+    }
+}
+
+/// Writes the channel configuration into the configuration page `page`.
+pub fn write_channel(page: &mut [u8], channel: &ChannelConfig) -> Result<(), ConfigError> {
+    let h = ConfigHeader::parse(page)?;
+    let r = h.channel_range(page.len())?;
+    page[r].copy_from_slice(channel.as_bytes());
+    Ok(())
+}
+
+/// The channel configuration stored in the configuration page `page`, checked.
+pub fn read_channel(page: &[u8]) -> Result<ChannelConfig, ConfigError> {
+    let h = ConfigHeader::parse(page)?;
+    let r = h.channel_range(page.len())?;
+    ChannelConfig::parse(&page[r]).map_err(ConfigError::Channel)
 }
 
 /// Writes `cmdline` (NUL-terminated, the rest of its field zeroed) into the
@@ -141,13 +188,24 @@ pub fn read_cmdline(page: &[u8]) -> Result<&[u8], ConfigError> {
     Ok(&field[..len])
 }
 
-/// A fresh configuration page holding `cmdline`.
+/// A fresh configuration page holding `cmdline` and the default channel
+/// configuration.
 #[cfg(feature = "alloc")]
 pub fn encode(cmdline: &str) -> Result<alloc::vec::Vec<u8>, ConfigError> {
+    encode_with(cmdline, &ChannelConfig::default())
+}
+
+/// A fresh configuration page holding `cmdline` and `channel`.
+#[cfg(feature = "alloc")]
+pub fn encode_with(
+    cmdline: &str,
+    channel: &ChannelConfig,
+) -> Result<alloc::vec::Vec<u8>, ConfigError> {
     let mut page = alloc::vec![0u8; PAGE_SIZE as usize];
     let h = ConfigHeader::current();
     page[..core::mem::size_of::<ConfigHeader>()].copy_from_slice(h.as_bytes());
     write_cmdline(&mut page, cmdline)?;
+    write_channel(&mut page, channel)?;
     Ok(page)
 }
 
@@ -155,6 +213,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConfigHeader>() == 64);
     assert!(CMDLINE_OFFSET as usize >= core::mem::size_of::<ConfigHeader>());
     assert!(FREE_OFFSET as u64 <= PAGE_SIZE);
+    assert!(core::mem::size_of::<ChannelBlock>() <= CHANNEL_CAPACITY as usize);
 };
 
 #[cfg(all(test, feature = "alloc"))]
@@ -171,11 +230,54 @@ mod tests {
         assert_eq!(read_cmdline(&page).unwrap(), b"x");
         // The old, longer text is gone, not just terminated.
         assert!(
-            page[CMDLINE_OFFSET as usize + 1..FREE_OFFSET as usize]
+            page[CMDLINE_OFFSET as usize + 1..CHANNEL_OFFSET as usize]
                 .iter()
                 .all(|&b| b == 0)
         );
         assert_eq!(read_cmdline(&encode("").unwrap()).unwrap(), b"");
+    }
+
+    #[test]
+    fn channel_round_trip_and_bad_ranges() {
+        use crate::channel::ProtocolEntry;
+        let page = encode("x").unwrap();
+        assert_eq!(read_channel(&page).unwrap(), ChannelConfig::default());
+        let c = ChannelConfig::new(
+            3,
+            &[ProtocolEntry::new(0, 1, 1), ProtocolEntry::new(1, 1, 1)],
+            0,
+            7,
+        )
+        .unwrap();
+        let mut page = encode_with("test=smoke", &c).unwrap();
+        assert_eq!(read_channel(&page).unwrap(), c);
+        assert_eq!(read_cmdline(&page).unwrap(), b"test=smoke");
+        // The channel does not disturb the command line, nor the reverse.
+        write_cmdline(&mut page, &"b".repeat(CMDLINE_CAPACITY as usize - 1)).unwrap();
+        assert_eq!(read_channel(&page).unwrap(), c);
+        page[CHANNEL_OFFSET as usize + 8] = 0; // guest VMPL
+        assert_eq!(
+            read_channel(&page).unwrap_err(),
+            ConfigError::Channel(ChannelError::GuestVmpl(0))
+        );
+        for (off, size) in [
+            (0x10u32, 152u32),
+            (0x180, 152),
+            (0xfa0, 152),
+            (CHANNEL_OFFSET, 151),
+            (u32::MAX, 152),
+        ] {
+            let mut page = encode("").unwrap();
+            page[24..28].copy_from_slice(&off.to_le_bytes());
+            page[28..32].copy_from_slice(&size.to_le_bytes());
+            assert_eq!(
+                read_channel(&page).unwrap_err(),
+                ConfigError::Channel(ChannelError::BadRange),
+                "{off:#x}+{size}"
+            );
+            // The command line stays readable.
+            assert_eq!(read_cmdline(&page).unwrap(), b"");
+        }
     }
 
     #[test]

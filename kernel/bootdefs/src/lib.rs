@@ -9,6 +9,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod channel;
 pub mod config;
 pub mod layout;
 pub mod memmap;

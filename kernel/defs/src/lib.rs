@@ -1,6 +1,6 @@
 //! Hardware definitions, one of each: x86-64 descriptors, control-register,
 //! EFER and page-table bits, MSR numbers, and the AMD SVM / SEV-SNP pages
-//! (VMSA, GHCB, secrets page, CPUID page).
+//! (VMSA, GHCB, secrets page, CPUID page), and the SVSM protocol's formats.
 //!
 //! Plain data and pure functions only: no instruction is executed here, so
 //! every definition is host-tested (layouts against the offsets the AMD APM
@@ -22,6 +22,7 @@ pub mod ghcb;
 pub mod msr;
 pub mod paging;
 pub mod secrets;
+pub mod svsm;
 pub mod uart;
 pub mod vmsa;
 
