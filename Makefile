@@ -153,7 +153,7 @@ FRAGMENT_BENCHES :=
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-protocol \
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-snp -p svsm-protocol \
 	  -p svsm-insn -p svsm-apic -p svsm-attest --target $(TARGET)
 
 test: setup

@@ -107,7 +107,9 @@ fn every_cpu_comes_up_on_its_own_guarded_stacks() {
         .map(|l| HwmRecord::parse(l).unwrap_or_else(|e| panic!("{l:?}: {e:?}")))
         .collect();
     for cpu in 0..CPUS {
-        for kind in ["percpu", "ist-df", "ist-pf", "ist-nmi", "ist-mc", "task"] {
+        for kind in [
+            "percpu", "ist-df", "ist-pf", "ist-nmi", "ist-mc", "ist-vc", "task",
+        ] {
             let m = marks
                 .iter()
                 .find(|m| m.cpu == cpu && m.kind.name() == kind)

@@ -1,5 +1,5 @@
 //! Application processors: the boot CPU gives each AP its guarded stacks
-//! (per-CPU stack and the four IST stacks), its GDT/TSS and per-CPU area,
+//! (per-CPU stack and its IST stacks), its GDT/TSS and per-CPU area,
 //! starts it through the platform, and waits until it reports in; the AP
 //! then waits in its idle loop for work items (`cpu::smp::post_work`).
 //! See docs/smp.md.
@@ -17,32 +17,51 @@ use svsm_defs::apic::CPUID1_ECX_X2APIC;
 use svsm_defs::cr::Efer;
 use svsm_defs::msr;
 use svsm_guards::{IstKind, Owner, StackKind};
-use svsm_kernel::vectors::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
+use svsm_kernel::vectors::{
+    IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, IST_VMM_COMMUNICATION,
+};
 
 /// The kernel's page tables, which every AP switches to once it runs in
 /// the kernel (it starts on a copy that also maps the trampoline).
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 
 /// IST slots and the stack kind each gets, per CPU (in `STACK_NAMES` order).
-const IST: [(u8, IstKind); 4] = [
+const IST: [(u8, IstKind); 5] = [
     (IST_DOUBLE_FAULT, IstKind::DoubleFault),
     (IST_PAGE_FAULT, IstKind::PageFault),
     (IST_NMI, IstKind::Nmi),
     (IST_MACHINE_CHECK, IstKind::MachineCheck),
+    (IST_VMM_COMMUNICATION, IstKind::Vc),
 ];
 
 /// Stack names per CPU: the per-CPU stack, then the IST stacks. Literal
 /// (no formatting into heap strings: stack names are 'static, and the
 /// fatal paths' formatting stays clear of the allocator).
-const STACK_NAMES: [[&str; 5]; MAX_CPUS] = [
-    ["cpu0", "cpu0-df", "cpu0-pf", "cpu0-nmi", "cpu0-mc"],
-    ["cpu1", "cpu1-df", "cpu1-pf", "cpu1-nmi", "cpu1-mc"],
-    ["cpu2", "cpu2-df", "cpu2-pf", "cpu2-nmi", "cpu2-mc"],
-    ["cpu3", "cpu3-df", "cpu3-pf", "cpu3-nmi", "cpu3-mc"],
-    ["cpu4", "cpu4-df", "cpu4-pf", "cpu4-nmi", "cpu4-mc"],
-    ["cpu5", "cpu5-df", "cpu5-pf", "cpu5-nmi", "cpu5-mc"],
-    ["cpu6", "cpu6-df", "cpu6-pf", "cpu6-nmi", "cpu6-mc"],
-    ["cpu7", "cpu7-df", "cpu7-pf", "cpu7-nmi", "cpu7-mc"],
+const STACK_NAMES: [[&str; 1 + IST.len()]; MAX_CPUS] = [
+    [
+        "cpu0", "cpu0-df", "cpu0-pf", "cpu0-nmi", "cpu0-mc", "cpu0-vc",
+    ],
+    [
+        "cpu1", "cpu1-df", "cpu1-pf", "cpu1-nmi", "cpu1-mc", "cpu1-vc",
+    ],
+    [
+        "cpu2", "cpu2-df", "cpu2-pf", "cpu2-nmi", "cpu2-mc", "cpu2-vc",
+    ],
+    [
+        "cpu3", "cpu3-df", "cpu3-pf", "cpu3-nmi", "cpu3-mc", "cpu3-vc",
+    ],
+    [
+        "cpu4", "cpu4-df", "cpu4-pf", "cpu4-nmi", "cpu4-mc", "cpu4-vc",
+    ],
+    [
+        "cpu5", "cpu5-df", "cpu5-pf", "cpu5-nmi", "cpu5-mc", "cpu5-vc",
+    ],
+    [
+        "cpu6", "cpu6-df", "cpu6-pf", "cpu6-nmi", "cpu6-mc", "cpu6-vc",
+    ],
+    [
+        "cpu7", "cpu7-df", "cpu7-pf", "cpu7-nmi", "cpu7-mc", "cpu7-vc",
+    ],
 ];
 
 /// Why an AP could not be started.
@@ -119,7 +138,7 @@ fn start_one(plat: &dyn SvsmPlatform, cpu: usize, startup_cr3: u64) -> Result<()
     let names = &STACK_NAMES[cpu];
     let stack = stacks::alloc(StackKind::PerCpu, Owner::cpu(cpu as u32), names[0])
         .map_err(ApError::Stack)?;
-    let mut ist = [(0u8, 0u64); 4];
+    let mut ist = [(0u8, 0u64); IST.len()];
     for (i, (slot, kind)) in IST.iter().enumerate() {
         let s = stacks::alloc(StackKind::Ist(*kind), Owner::cpu(cpu as u32), names[i + 1])
             .map_err(ApError::Stack)?;
