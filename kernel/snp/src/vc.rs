@@ -13,8 +13,8 @@ use crate::ghcb::{GhcbError, GhcbPage};
 use crate::hw::SnpHardware;
 use svsm_defs::ghcb::exit_code;
 use svsm_insn::{
-    DecodeError, DeviceError, Devices, EmulateError, Gpr, GuestState, InsnFetch, Mode, Op, Width,
-    decode, emulate,
+    DecodeError, DeviceError, Devices, EmulateError, Gpr, GuestState, Insn, InsnFetch, Mode, Op,
+    Width, decode, emulate,
 };
 
 /// REP INS/OUTS iterations per #VC: the rest re-executes (and exits again),
@@ -33,6 +33,9 @@ pub enum VcError {
     Memory(u64),
     /// The hypervisor failed the request.
     Ghcb(GhcbError),
+    /// A nested page fault at a linear address that is no MMIO the SVSM
+    /// may access.
+    NotMmio(u64),
 }
 
 impl From<GhcbError> for VcError {
@@ -41,46 +44,64 @@ impl From<GhcbError> for VcError {
     }
 }
 
-/// The emulator's devices on SNP: port IO through GHCB IOIO requests. The
-/// first failure is kept so the caller reports the hypervisor's answer.
-struct GhcbDevices<'h, 'g, 'p, H: SnpHardware> {
+/// The emulator's devices on SNP: port IO through GHCB IOIO requests, MMIO
+/// through GHCB MMIO requests at the GPA `translate` gives for the linear
+/// address (`None`: not an MMIO address the SVSM may access). The first
+/// failure is kept so the caller reports it.
+struct GhcbDevices<'h, 'g, 'p, 't, H: SnpHardware> {
     hw: &'h mut H,
     ghcb: &'g mut GhcbPage<'p>,
-    failure: Option<GhcbError>,
+    translate: &'t mut dyn FnMut(u64) -> Option<u64>,
+    failure: Option<VcError>,
 }
 
-impl<H: SnpHardware> GhcbDevices<'_, '_, '_, H> {
+impl<H: SnpHardware> GhcbDevices<'_, '_, '_, '_, H> {
+    fn fail<T>(&mut self, e: VcError) -> Result<T, DeviceError> {
+        self.failure = Some(e);
+        Err(DeviceError)
+    }
     fn io(&mut self, port: u16, width: Width, write: Option<u32>) -> Result<u32, DeviceError> {
-        self.ghcb
-            .ioio(self.hw, port, width.bytes() as u8, write)
-            .map_err(|e| {
-                self.failure = Some(e);
-                DeviceError
-            })
+        match self.ghcb.ioio(self.hw, port, width.bytes() as u8, write) {
+            Ok(v) => Ok(v),
+            Err(e) => self.fail(VcError::Ghcb(e)),
+        }
+    }
+    fn gpa(&mut self, linear: u64) -> Result<u64, DeviceError> {
+        match (self.translate)(linear) {
+            Some(gpa) => Ok(gpa),
+            None => self.fail(VcError::NotMmio(linear)),
+        }
     }
 }
 
-impl<H: SnpHardware> Devices for GhcbDevices<'_, '_, '_, H> {
+impl<H: SnpHardware> Devices for GhcbDevices<'_, '_, '_, '_, H> {
     fn io_read(&mut self, port: u16, width: Width) -> Result<u32, DeviceError> {
         self.io(port, width, None)
     }
     fn io_write(&mut self, port: u16, width: Width, value: u32) -> Result<(), DeviceError> {
         self.io(port, width, Some(value)).map(|_| ())
     }
-    // MMIO arrives as a nested page fault, which `handle` refuses before
-    // emulation: these are never reached.
-    fn mmio_read(&mut self, _: u64, _: Width) -> Result<u64, DeviceError> {
-        Err(DeviceError)
+    fn mmio_read(&mut self, linear: u64, width: Width) -> Result<u64, DeviceError> {
+        let gpa = self.gpa(linear)?;
+        match self.ghcb.mmio_read(self.hw, gpa, width.bytes()) {
+            Ok(v) => Ok(v),
+            Err(e) => self.fail(VcError::Ghcb(e)),
+        }
     }
-    fn mmio_write(&mut self, _: u64, _: Width, _: u64) -> Result<(), DeviceError> {
-        Err(DeviceError)
+    fn mmio_write(&mut self, linear: u64, width: Width, value: u64) -> Result<(), DeviceError> {
+        let gpa = self.gpa(linear)?;
+        match self.ghcb.mmio_write(self.hw, gpa, width.bytes(), value) {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(VcError::Ghcb(e)),
+        }
     }
 }
 
 /// Emulates the instruction at `state`'s RIP that raised #VC with
 /// `exit_code` (the #VC error code), advancing RIP past it (a REP string
 /// instruction cut short at [`MAX_REPS_PER_VC`] keeps RIP, to run again).
-/// On an error RIP is unchanged.
+/// On an error RIP is unchanged. A nested page fault (MMIO) is emulated at
+/// the GPA `translate` gives for the access's linear address.
 pub fn handle<H: SnpHardware, F: InsnFetch + ?Sized, S: GuestState + ?Sized>(
     hw: &mut H,
     ghcb: &mut GhcbPage<'_>,
@@ -88,9 +109,10 @@ pub fn handle<H: SnpHardware, F: InsnFetch + ?Sized, S: GuestState + ?Sized>(
     exit_code: u64,
     fetch: &mut F,
     state: &mut S,
+    translate: &mut dyn FnMut(u64) -> Option<u64>,
 ) -> Result<(), VcError> {
     let expected = match exit_code {
-        exit_code::CPUID | exit_code::IOIO | exit_code::MSR => exit_code,
+        exit_code::CPUID | exit_code::IOIO | exit_code::MSR | exit_code::NPF => exit_code,
         other => return Err(VcError::Unsupported(other)),
     };
     let insn = decode(fetch, state.rip(), Mode::Long64).map_err(VcError::Decode)?;
@@ -116,22 +138,38 @@ pub fn handle<H: SnpHardware, F: InsnFetch + ?Sized, S: GuestState + ?Sized>(
             ghcb.wrmsr(hw, state.gpr(Gpr::RCX) as u32, v)?;
         }
         (exit_code::IOIO, _) if insn.io_access().is_some() => {
-            let mut devices = GhcbDevices {
-                hw,
-                ghcb,
-                failure: None,
-            };
-            return match emulate(&insn, state, &mut devices, MAX_REPS_PER_VC) {
-                Ok(_) => Ok(()),
-                Err(EmulateError::Memory(f)) => Err(VcError::Memory(f.addr)),
-                Err(_) => Err(devices.failure.map_or(mismatch, VcError::Ghcb)),
-            };
+            return emulate_with_ghcb(hw, ghcb, translate, &insn, state, mismatch);
+        }
+        (exit_code::NPF, Op::Load { .. } | Op::Store { .. }) => {
+            return emulate_with_ghcb(hw, ghcb, translate, &insn, state, mismatch);
         }
         _ => return Err(mismatch),
     }
     let next = insn.next_rip(state.rip(), state.ip_width());
     state.set_rip(next);
     Ok(())
+}
+
+/// Port IO and MMIO: `svsm_insn::emulate` with the GHCB as its devices.
+fn emulate_with_ghcb<H: SnpHardware, S: GuestState + ?Sized>(
+    hw: &mut H,
+    ghcb: &mut GhcbPage<'_>,
+    translate: &mut dyn FnMut(u64) -> Option<u64>,
+    insn: &Insn,
+    state: &mut S,
+    mismatch: VcError,
+) -> Result<(), VcError> {
+    let mut devices = GhcbDevices {
+        hw,
+        ghcb,
+        translate,
+        failure: None,
+    };
+    match emulate(insn, state, &mut devices, MAX_REPS_PER_VC) {
+        Ok(_) => Ok(()),
+        Err(EmulateError::Memory(f)) => Err(VcError::Memory(f.addr)),
+        Err(_) => Err(devices.failure.unwrap_or(mismatch)),
+    }
 }
 
 #[cfg(test)]
@@ -272,7 +310,17 @@ mod tests {
             base: regs.rip,
             bytes: insn,
         };
-        handle(hw, &mut page, &cpuid(), exit_code, &mut fetch, regs)
+        // MMIO at linear 0xfee0_0000.. maps to GPA 0xfee0_0000..
+        let mut translate = |l: u64| (l >> 12 == 0xfee00).then_some(l);
+        handle(
+            hw,
+            &mut page,
+            &cpuid(),
+            exit_code,
+            &mut fetch,
+            regs,
+            &mut translate,
+        )
     }
 
     #[test]
@@ -430,12 +478,65 @@ mod tests {
             Err(VcError::Decode(DecodeError::Fetch(_)))
         ));
         assert_eq!(
+            run(0x401, &[0x8b, 0x00], &mut r, &mut hw),
+            Err(VcError::Unsupported(0x401))
+        );
+        assert_eq!(
             run(0x400, &[0x8b, 0x00], &mut r, &mut hw),
-            Err(VcError::Unsupported(0x400)),
-            "MMIO (NPF)"
+            Err(VcError::NotMmio(0)),
+            "MMIO outside the allowed range"
+        );
+        assert_eq!(
+            run(0x400, &[0xec], &mut r, &mut hw),
+            Err(VcError::Mismatch { exit_code: 0x400 }),
+            "IN announced as MMIO"
         );
         assert_eq!(r, fresh, "nothing changed");
         assert!(hw.events.is_empty());
+    }
+
+    /// (exit code, info1, info2, scratch, shared-buffer bytes) per request.
+    type MmioSeen = (u64, u64, u64, u64, Vec<u8>);
+
+    #[test]
+    fn mmio_load_and_store_through_the_shared_buffer() {
+        let mut hw = FakeHw::new();
+        let seen: Rc<RefCell<Vec<MmioSeen>>> = Rc::default();
+        let s = seen.clone();
+        hw.hypervisor = Box::new(move |g: &mut Ghcb| {
+            let scratch_valid = g.is_valid(offset_of!(Ghcb, sw_scratch));
+            assert!(scratch_valid);
+            let n = g.sw_exit_info_2 as usize;
+            s.borrow_mut().push((
+                g.sw_exit_code,
+                g.sw_exit_info_1,
+                g.sw_exit_info_2,
+                g.sw_scratch,
+                g.shared_buffer[..n].to_vec(),
+            ));
+            g.sw_exit_info_1 = 0;
+            if g.sw_exit_code == 0x8000_0001 {
+                g.shared_buffer[..8].copy_from_slice(&0x8899_aabb_ccdd_eeffu64.to_le_bytes());
+            }
+        });
+        // mov eax, [rbx+0x20]  (8b 43 20)
+        let mut r = Regs::new(0x100, &[(Gpr::RBX, 0xfee0_0000), (Gpr::RAX, u64::MAX)]);
+        run(0x400, &[0x8b, 0x43, 0x20], &mut r, &mut hw).unwrap();
+        assert_eq!((r.g(Gpr::RAX), r.rip), (0xccdd_eeff, 0x103));
+        // mov [rbx+0xb0], ecx  (89 8b b0 00 00 00)
+        let mut r = Regs::new(0, &[(Gpr::RBX, 0xfee0_0000), (Gpr::RCX, 0x1_0000_0042)]);
+        run(0x400, &[0x89, 0x8b, 0xb0, 0, 0, 0], &mut r, &mut hw).unwrap();
+        assert_eq!(r.rip, 6);
+        let s = seen.borrow();
+        let scratch = 0x9000 + 0x800;
+        assert_eq!(
+            (s[0].0, s[0].1, s[0].2, s[0].3),
+            (0x8000_0001, 0xfee0_0020, 4, scratch)
+        );
+        assert_eq!(
+            (s[1].0, s[1].1, s[1].2, s[1].3, s[1].4.as_slice()),
+            (0x8000_0002, 0xfee0_00b0, 4, scratch, &[0x42, 0, 0, 0][..])
+        );
     }
 
     #[test]

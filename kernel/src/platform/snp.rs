@@ -149,6 +149,9 @@ fn handle_vc(frame: &mut ExceptionFrame) -> bool {
     };
     let mut fetch = KernelText { text };
     let code = frame.error_code;
+    // The kernel maps no MMIO on SNP yet: a nested page fault stays fatal
+    // until a device mapping gives its linear-to-GPA translation here.
+    let mut no_mmio = |_| None;
     vc::handle(
         &mut ArchSnp,
         &mut page,
@@ -156,6 +159,7 @@ fn handle_vc(frame: &mut ExceptionFrame) -> bool {
         code,
         &mut fetch,
         &mut VcFrame(frame),
+        &mut no_mmio,
     )
     .is_ok()
 }
