@@ -403,6 +403,25 @@ mod tests {
     }
 
     #[test]
+    fn mmio_sizes_other_than_1_2_4_8_are_not_sent() {
+        let mut hw = FakeHw::new();
+        let mut g = Box::new(Ghcb::new_zeroed());
+        for len in [0, 3, 5, 16] {
+            assert!(matches!(
+                page(&mut g).mmio_read(&mut hw, 0xfee0_0000, len),
+                Err(GhcbError::BadArgument(_))
+            ));
+            assert!(matches!(
+                page(&mut g).mmio_write(&mut hw, 0xfee0_0000, len, 0),
+                Err(GhcbError::BadArgument(_))
+            ));
+        }
+        assert!(hw.events.is_empty());
+        assert_eq!(page(&mut g).mmio_read(&mut hw, 0xfee0_0000, 8), Ok(0));
+        assert_eq!(hw.events.len(), 2, "MSR write and VMGEXIT");
+    }
+
+    #[test]
     fn ioio_in_and_out() {
         let mut hw = FakeHw::new();
         let seen = recording(&mut hw, |g| {
