@@ -10,6 +10,9 @@ use std::time::Duration;
 use svsm_bootdefs::{ExitCode, READY_MARKER};
 use svsm_guards::HwmRecord;
 
+mod scratch;
+use scratch::Scratch;
+
 fn image() -> String {
     std::env::var("SVSM_IGVM")
         .expect("SVSM_IGVM must name the built IGVM file (run `make test-qemu`)")
@@ -414,8 +417,7 @@ fn nmi_is_handled_and_returns() {
 fn stackcheck_symbolize(log: &str) -> std::process::Output {
     let bin = std::env::var("STACKCHECK_BIN").expect("STACKCHECK_BIN (run `make test-qemu`)");
     let elf = std::env::var("SVSM_KERNEL_ELF").expect("SVSM_KERNEL_ELF (run `make test-qemu`)");
-    let dir = std::env::temp_dir().join(format!("svsm-symbolize-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("svsm-symbolize");
     let path = dir.join(format!("serial-{}.log", log.len()));
     std::fs::write(&path, log).unwrap();
     std::process::Command::new(bin)
