@@ -146,12 +146,14 @@ fmt-check:
 # Subsystem fragments add test-<area> and bench-<area> targets.
 FRAGMENT_TESTS :=
 FRAGMENT_BENCHES :=
--include guards/guards.mk unwinder/unwinder.mk stackcheck/stackcheck.mk igvm-build/igvm-build.mk
+-include guards/guards.mk unwinder/unwinder.mk stackcheck/stackcheck.mk igvm-build/igvm-build.mk \
+         kernel/insn/insn.mk
 
 
 ## The library crates must also build no_std for the kernel target.
 check-nostd:
-	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-protocol --target $(TARGET)
+	$(CARGO) build -q -p svsm-guards -p svsm-mm -p svsm-unwinder -p svsm-bootdefs -p svsm-defs -p svsm-snp -p svsm-protocol \
+	  -p svsm-insn -p svsm-apic -p svsm-attest --target $(TARGET)
 
 test: setup
 	$(MAKE) --no-print-directory fmt-check check-stable clippy
@@ -176,7 +178,8 @@ bench: $(FRAGMENT_BENCHES)
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := unwinder:unwind unwinder:api igvm-build:igvm igvm-build:elf \
                 stackcheck:config stackcheck:log stackcheck:elf \
-                kernel/protocol:request kernel/protocol:pvalidate kernel/protocol:vcpu
+                kernel/protocol:request kernel/protocol:pvalidate kernel/protocol:vcpu \
+                kernel/insn:decode kernel/apic:registers kernel/attest:request
 FUZZ_CARGO := RUSTUP_TOOLCHAIN=$(PINNED) RUSTC_BOOTSTRAP=1 cargo
 .PHONY: fuzz
 fuzz:

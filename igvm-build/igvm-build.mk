@@ -48,3 +48,23 @@ DEBUG_TEST := $(findstring test=,$(CMDLINE))
 debug: $(if $(DEBUG_TEST),igvm-test,igvm)
 	$(IGVM_BUILD) debug $(if $(DEBUG_TEST),$(TEST_IGVM) --kernel $(KERNEL_TEST_ELF),$(IGVM) --kernel $(KERNEL_ELF)) \
 	  --port $(DEBUG_PORT) --work-dir $(dir $(IGVM))debug-work $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+
+## test-snp: the SNP part of the production image read back, and its launch
+## digest (`igvm-build measure --platform snp`) cross-checked with
+## sev-snp-measure (PyPI, its GCTX class; the wheel is fetched once into
+## ~/.cache/svsm-py and checked against its SHA-256). See docs/snp.md.
+SNP_MEASURE_VERSION := 0.0.13
+SNP_MEASURE_SHA256 := feda1aebe69dcbf38e9c636ed1d082bb7dc741fc6969f197d39faddb72b2762d
+SNP_MEASURE_WHEEL := $(HOME)/.cache/svsm-py/sev_snp_measure-$(SNP_MEASURE_VERSION)-py3-none-any.whl
+.PHONY: test-snp
+FRAGMENT_TESTS += test-snp
+
+$(SNP_MEASURE_WHEEL):
+	@mkdir -p $(dir $@)
+	pip download --quiet --no-deps --only-binary=:all: -d $(dir $@) sev-snp-measure==$(SNP_MEASURE_VERSION)
+	@echo "$(SNP_MEASURE_SHA256)  $@" | sha256sum -c --quiet || { rm -f $@; echo "sev-snp-measure wheel: checksum mismatch"; exit 1; }
+
+test-snp: igvm $(SNP_MEASURE_WHEEL)
+	SVSM_PROD_IGVM=$(abspath $(IGVM)) SVSM_SNP_MEASURE_WHEEL=$(SNP_MEASURE_WHEEL) \
+	  $(CARGO) test -p igvm-build --test snp -- --include-ignored --nocapture
+	$(IGVM_BUILD) measure --platform snp $(IGVM)

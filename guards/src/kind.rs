@@ -2,7 +2,7 @@
 
 use crate::layout::{
     BOOT_STACK_SIZE, IST_DF_STACK_SIZE, IST_MC_STACK_SIZE, IST_NMI_STACK_SIZE, IST_PF_STACK_SIZE,
-    PERCPU_STACK_SIZE, SHADOW_STACK_SIZE, TASK_STACK_SIZE,
+    IST_VC_STACK_SIZE, PERCPU_STACK_SIZE, SHADOW_STACK_SIZE, TASK_STACK_SIZE,
 };
 
 /// Which exception an IST stack serves.
@@ -12,14 +12,17 @@ pub enum IstKind {
     PageFault,
     Nmi,
     MachineCheck,
+    /// #VC (SEV-SNP).
+    Vc,
 }
 
 impl IstKind {
-    pub const ALL: [IstKind; 4] = [
+    pub const ALL: [IstKind; 5] = [
         IstKind::DoubleFault,
         IstKind::PageFault,
         IstKind::Nmi,
         IstKind::MachineCheck,
+        IstKind::Vc,
     ];
 
     /// Exception vector served by this IST stack.
@@ -29,6 +32,7 @@ impl IstKind {
             IstKind::PageFault => 14,
             IstKind::Nmi => 2,
             IstKind::MachineCheck => 18,
+            IstKind::Vc => 29,
         }
     }
 }
@@ -53,7 +57,7 @@ pub enum StackKind {
 
 impl StackKind {
     /// Every kind, in report order.
-    pub const ALL: [StackKind; 9] = [
+    pub const ALL: [StackKind; 10] = [
         StackKind::Stage2,
         StackKind::Boot,
         StackKind::PerCpu,
@@ -61,6 +65,7 @@ impl StackKind {
         StackKind::Ist(IstKind::PageFault),
         StackKind::Ist(IstKind::Nmi),
         StackKind::Ist(IstKind::MachineCheck),
+        StackKind::Ist(IstKind::Vc),
         StackKind::Task,
         StackKind::Shadow,
     ];
@@ -75,6 +80,7 @@ impl StackKind {
             StackKind::Ist(IstKind::PageFault) => "ist-pf",
             StackKind::Ist(IstKind::Nmi) => "ist-nmi",
             StackKind::Ist(IstKind::MachineCheck) => "ist-mc",
+            StackKind::Ist(IstKind::Vc) => "ist-vc",
             StackKind::Task => "task",
             StackKind::Shadow => "shadow",
         }
@@ -96,6 +102,7 @@ impl StackKind {
             StackKind::Ist(IstKind::PageFault) => Some(IST_PF_STACK_SIZE),
             StackKind::Ist(IstKind::Nmi) => Some(IST_NMI_STACK_SIZE),
             StackKind::Ist(IstKind::MachineCheck) => Some(IST_MC_STACK_SIZE),
+            StackKind::Ist(IstKind::Vc) => Some(IST_VC_STACK_SIZE),
             StackKind::Task => Some(TASK_STACK_SIZE),
             StackKind::Shadow => Some(SHADOW_STACK_SIZE),
         }
@@ -176,6 +183,8 @@ mod tests {
         assert!(StackKind::Ist(IstKind::DoubleFault).is_allocatable());
         assert_eq!(IstKind::DoubleFault.vector(), 8);
         assert_eq!(IstKind::PageFault.vector(), 14);
+        assert_eq!(IstKind::Vc.vector(), 29);
+        assert_eq!(StackKind::Ist(IstKind::Vc).default_size(), Some(16 * 1024));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub const IST_PF_STACK_SIZE: u64 = 32 * 1024;
 pub const IST_NMI_STACK_SIZE: u64 = 16 * 1024;
 /// IST stack for #MC.
 pub const IST_MC_STACK_SIZE: u64 = 16 * 1024;
+/// IST stack for #VC (SEV-SNP): instruction emulation through the GHCB, or
+/// the fatal report.
+pub const IST_VC_STACK_SIZE: u64 = 16 * 1024;
 /// Kernel task stack.
 pub const TASK_STACK_SIZE: u64 = 32 * 1024;
 /// Reserved for CET shadow stacks (not used yet).
@@ -60,6 +63,7 @@ const _: () = {
     assert!(PERCPU_STACK_SIZE <= MAX_STACK_SIZE);
     assert!(IST_DF_STACK_SIZE <= MAX_STACK_SIZE && IST_PF_STACK_SIZE <= MAX_STACK_SIZE);
     assert!(IST_NMI_STACK_SIZE <= MAX_STACK_SIZE && IST_MC_STACK_SIZE <= MAX_STACK_SIZE);
+    assert!(IST_VC_STACK_SIZE <= MAX_STACK_SIZE);
     assert!(TASK_STACK_SIZE <= MAX_STACK_SIZE && SHADOW_STACK_SIZE <= MAX_STACK_SIZE);
     assert!(BOOT_STACK_TOP + GUARD_SIZE <= STACK_AREA_BASE + SLOT_SIZE);
 };

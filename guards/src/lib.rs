@@ -26,9 +26,10 @@ pub use hwm::{HwmParseError, HwmRecord, PAINT_PATTERN, high_water, paint, paint_
 pub use kind::{IstKind, Owner, StackKind, valid_name};
 pub use layout::{
     BOOT_STACK_BOTTOM, BOOT_STACK_RANGE, BOOT_STACK_SIZE, BOOT_STACK_TOP, GUARD_SIZE,
-    IST_DF_STACK_SIZE, IST_MC_STACK_SIZE, IST_NMI_STACK_SIZE, IST_PF_STACK_SIZE, MAX_STACK_SIZE,
-    PAGE_SIZE, PERCPU_STACK_SIZE, SHADOW_STACK_SIZE, SLOT_COUNT, SLOT_SIZE, STACK_AREA_BASE,
-    STACK_AREA_END, STACK_AREA_SIZE, StackRange, TASK_STACK_SIZE, slot_layout, slot_of,
+    IST_DF_STACK_SIZE, IST_MC_STACK_SIZE, IST_NMI_STACK_SIZE, IST_PF_STACK_SIZE, IST_VC_STACK_SIZE,
+    MAX_STACK_SIZE, PAGE_SIZE, PERCPU_STACK_SIZE, SHADOW_STACK_SIZE, SLOT_COUNT, SLOT_SIZE,
+    STACK_AREA_BASE, STACK_AREA_END, STACK_AREA_SIZE, StackRange, TASK_STACK_SIZE, slot_layout,
+    slot_of,
 };
 pub use registry::{Classification, MAX_STACKS, StackError, StackId, StackInfo, StackRegistry};
 pub use report::{Direction, FaultContext, GuardReport, ParsedReport, ReportParseError};

@@ -16,6 +16,7 @@ use svsm_bootdefs::layout::*;
 use svsm_bootdefs::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, PlatformKind};
 use svsm_defs::cr::{Cr0, Cr4, Efer, RFlags};
 use svsm_defs::desc::{BOOT_GDT, KERNEL_CS, KERNEL_DS, SegmentDescriptor};
+use svsm_defs::paging::PageEncryption;
 use zerocopy::{FromZeros, IntoBytes};
 
 /// Compatibility mask of the native platform in the files we write.
@@ -42,6 +43,11 @@ pub struct BuildArgs {
     /// page data), e.g. `test=<name>`; `igvm-build configure` rewrites it.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// Sign an SNP ID block (the file's SNP launch digest and guest policy)
+    /// with this ECDSA P-384 private key: 96 hex digits (`openssl ec -text`
+    /// `priv:` form accepted). See docs/snp.md.
+    #[arg(long)]
+    pub id_key: Option<PathBuf>,
     #[command(flatten)]
     pub channel: crate::channel::ChannelArgs,
 }
@@ -54,7 +60,7 @@ pub struct InfoArgs {
     /// The kernel ELF.
     #[arg(long)]
     pub kernel: PathBuf,
-    /// Fail (exit 1) when stage2's flat image exceeds its 16 KiB limit.
+    /// Fail (exit 1) when stage2's flat image exceeds its limit (STAGE2_MAX_SIZE).
     #[arg(long)]
     pub check: bool,
 }
@@ -191,7 +197,20 @@ pub fn symbol_table(kernel: &ElfImage) -> Vec<u8> {
     svsm_bootdefs::symtab::encode(&refs)
 }
 
+/// The native platform's image (see `assemble_for`).
 pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<Image> {
+    assemble_for(stage2, kernel, cmdline, PlatformKind::Native)
+}
+
+/// Lays out stage2 and the kernel for `platform`. The platforms share the
+/// layout; they differ in the page tables (SNP: every entry carries the
+/// C-bit) and in the boot info's platform field.
+pub fn assemble_for(
+    stage2: &ElfImage,
+    kernel: &ElfImage,
+    cmdline: &str,
+    platform: PlatformKind,
+) -> Result<Image> {
     let (s2_lo, s2_hi) = stage2.span();
     if s2_lo != STAGE2_BASE {
         bail!("stage2 must be linked at {STAGE2_BASE:#x}, its first segment is at {s2_lo:#x}");
@@ -211,7 +230,14 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
     let (symtab, unwind_off) = crate::unwind::append_to_symtab(symtab, &unwind);
     let layout = plan(kernel, symtab.len() as u64)?;
     let mut pages = Pages::default();
-    let mut pt = PageTableBuilder::new(layout.page_table_start, PAGE_TABLE_POOL_PAGES);
+    let enc = match platform {
+        PlatformKind::Native => PageEncryption::NONE,
+        PlatformKind::Snp => PageEncryption::snp(SNP_C_BIT)
+            .map_err(|e| anyhow::anyhow!("internal error: SNP C-bit: {e}"))?,
+        PlatformKind::Tdx => bail!("the TDX platform is not packaged by this igvm-build"),
+    };
+    let mut pt =
+        PageTableBuilder::with_encryption(layout.page_table_start, PAGE_TABLE_POOL_PAGES, enc);
 
     // Identity map of the first 2 MiB, page by page: page 0 and the stage2
     // stack guards stay unmapped.
@@ -265,6 +291,10 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
         &paint[..STAGE2_STACK_SIZE as usize],
         STAGE2_STACK_SIZE,
     );
+    if platform == PlatformKind::Snp {
+        // The GHCB page: shared with the hypervisor, outside the launch.
+        pt.map_4k_shared(SNP_GHCB_VIRT, SNP_GHCB_GPA, Access::ReadWrite)?;
+    }
     if pt.end() > layout.kernel_image_phys {
         bail!("page tables overflow their pool");
     }
@@ -272,7 +302,7 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
     let mut bi = BootInfo::new_zeroed();
     bi.magic = BOOT_INFO_MAGIC;
     bi.version = BOOT_INFO_VERSION;
-    bi.platform = PlatformKind::Native as u32;
+    bi.platform = platform as u32;
     bi.kernel_region_start = KERNEL_REGION_START;
     bi.kernel_region_end = KERNEL_REGION_END;
     bi.kernel_image_phys = layout.kernel_image_phys;
@@ -351,7 +381,8 @@ pub fn assemble(stage2: &ElfImage, kernel: &ElfImage, cmdline: &str) -> Result<I
     })
 }
 
-/// The IGVM file for the native platform.
+/// An IGVM file for the native platform alone (`crate::snp::to_igvm`
+/// writes the file for both platforms).
 pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
     let platform = IgvmPlatformHeader::SupportedPlatform(IGVM_VHS_SUPPORTED_PLATFORM {
         compatibility_mask: NATIVE_COMPAT_MASK,
@@ -402,23 +433,31 @@ pub fn build(a: &BuildArgs) -> Result<u8> {
     let stage2 = elf::load(&a.stage2, "stage2")?;
     let kernel = elf::load(&a.kernel, "kernel")?;
     let mut img = assemble(&stage2, &kernel, &a.cmdline)?;
+    let mut snp = assemble_for(&stage2, &kernel, &a.cmdline, PlatformKind::Snp)?;
     let channel = a
         .channel
         .resolve(&svsm_bootdefs::channel::ChannelConfig::default())?;
-    let page = img
-        .pages
-        .0
-        .get_mut(&CONFIG_PAGE_GPA)
-        .ok_or_else(|| anyhow::anyhow!("internal error: no configuration page"))?;
-    config::write_channel(page, &channel).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let file = to_igvm(&img)?;
+    // The configuration page is the same on both platforms (one directive).
+    for image in [&mut img, &mut snp] {
+        let page = image
+            .pages
+            .0
+            .get_mut(&CONFIG_PAGE_GPA)
+            .ok_or_else(|| anyhow::anyhow!("internal error: no configuration page"))?;
+        config::write_channel(page, &channel).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let file = crate::snp::to_igvm(&img, &snp)?;
     let mut out = Vec::new();
     file.serialize(&mut out)
         .map_err(|e| anyhow::anyhow!("igvm serialize: {e}"))?;
+    if let Some(key) = &a.id_key {
+        let key = crate::idblock::read_key(key)?;
+        out = crate::snp::with_id_block(&out, &key)?;
+    }
     std::fs::write(&a.output, &out)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     println!(
-        "igvm-build: wrote {} ({} bytes): stage2 {} bytes flat, kernel image {} bytes at {:#x}, {} pages",
+        "igvm-build: wrote {} ({} bytes; native and SEV-SNP): stage2 {} bytes flat, kernel image {} bytes at {:#x}, {} pages",
         a.output.display(),
         out.len(),
         img.stage2_flat_size,

@@ -1,5 +1,5 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use igvm_build::{build, configpage, debug, qemu};
+use igvm_build::{build, configpage, debug, measure, qemu};
 use std::process::ExitCode;
 
 /// Shown at the end of every `--help`.
@@ -29,6 +29,8 @@ enum Cmd {
     /// Show, or write a copy with another, command line of an IGVM file's
     /// SVSM configuration page.
     Configure(configpage::ConfigureArgs),
+    /// Print an IGVM file's launch measurement (SEV-SNP: the launch digest).
+    Measure(measure::MeasureArgs),
     /// Run an IGVM file under QEMU (native platform).
     Run(qemu::RunArgs),
     /// Boot repeatedly and report the median time to the ready marker.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Cmd::Build(a) => build::build(a),
         Cmd::Info(a) => build::info(a),
         Cmd::Configure(a) => configpage::configure(a),
+        Cmd::Measure(a) => measure::measure(a),
         Cmd::Run(a) => qemu::run(a),
         Cmd::BenchBoot(a) => qemu::bench_boot(a),
         Cmd::Debug(a) => debug::debug(a),

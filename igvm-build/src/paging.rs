@@ -41,6 +41,9 @@ pub struct PageTableBuilder {
     base: u64,
     max_pages: usize,
     tables: Vec<Box<[u64; 512]>>,
+    /// The platform's encryption bits: every page the builder maps (and
+    /// every table) is private, so each entry carries the private bits.
+    enc: PageEncryption,
 }
 
 fn canonical(va: u64) -> bool {
@@ -55,6 +58,16 @@ impl PageTableBuilder {
             base,
             max_pages,
             tables: vec![Box::new([0u64; 512])],
+            enc: PageEncryption::NONE,
+        }
+    }
+
+    /// Tables for a platform with memory encryption: every entry (leaf and
+    /// table) marks its page private (the SNP C-bit).
+    pub fn with_encryption(base: u64, max_pages: usize, enc: PageEncryption) -> Self {
+        Self {
+            enc,
+            ..Self::new(base, max_pages)
         }
     }
 
@@ -86,12 +99,13 @@ impl PageTableBuilder {
                 }
                 let pa = self.base + self.tables.len() as u64 * PAGE;
                 self.tables.push(Box::new([0u64; 512]));
-                self.tables[t][index(va, level)] = pa | PRESENT | WRITABLE | ACCESSED;
+                self.tables[t][index(va, level)] =
+                    pa | self.enc.private_bits() | PRESENT | WRITABLE | ACCESSED;
                 t = self.tables.len() - 1;
             } else if e & HUGE != 0 {
                 bail!("virtual address {va:#x} is already covered by a large page");
             } else {
-                t = self.table_index(e & ADDR_MASK);
+                t = self.table_index(self.enc.strip(e));
             }
         }
         Ok(t)
@@ -106,7 +120,16 @@ impl PageTableBuilder {
         if *e & PRESENT != 0 {
             bail!("virtual address {va:#x} is mapped twice");
         }
-        *e = pa | access.bits();
+        *e = pa | self.enc.private_bits() | access.bits();
+        Ok(())
+    }
+
+    /// Maps a 4 KiB page shared with the host: no private (C-)bit in its
+    /// leaf entry, whatever the builder's encryption.
+    pub fn map_4k_shared(&mut self, va: u64, pa: u64, access: Access) -> Result<()> {
+        self.map_4k(va, pa, access)?;
+        let t = self.walk_create(va, 0)?;
+        self.tables[t][index(va, 0)] &= !self.enc.private_bits();
         Ok(())
     }
 
@@ -119,7 +142,7 @@ impl PageTableBuilder {
         if *e & PRESENT != 0 {
             bail!("virtual address {va:#x} is mapped twice");
         }
-        *e = pa | access.bits() | HUGE;
+        *e = pa | self.enc.private_bits() | access.bits() | HUGE;
         Ok(())
     }
 
@@ -142,7 +165,7 @@ impl PageTableBuilder {
 
     /// (physical address, leaf entry flags) for `va`.
     pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
-        svsm_defs::paging::translate(self.base, va, PageEncryption::NONE, |table, i| {
+        svsm_defs::paging::translate(self.base, va, self.enc, |table, i| {
             self.tables.get(self.table_index(table)).map(|t| t[i])
         })
         .map(|(pa, flags)| (pa, flags.bits()))
@@ -204,6 +227,52 @@ mod tests {
                 .is_err()
         );
         assert!(b.map_2m(0x1000, 0, Access::ReadOnly).is_err());
+    }
+
+    #[test]
+    fn encrypted_tables_carry_the_c_bit_in_every_entry() {
+        let enc = PageEncryption::snp(51).unwrap();
+        let c = 1u64 << 51;
+        let mut b = PageTableBuilder::with_encryption(0x100_0000, 16, enc);
+        b.map_4k(0xffff_ffff_8000_0000, 0x200_0000, Access::ReadExecute)
+            .unwrap();
+        b.map_2m(0x4000_0000, 0x4000_0000, Access::ReadWrite)
+            .unwrap();
+        // The walk strips the C-bit: addresses come back unchanged.
+        assert_eq!(b.translate(0xffff_ffff_8000_0010).unwrap().0, 0x200_0010);
+        assert_eq!(b.translate(0x4000_1000).unwrap().0, 0x4000_1000);
+        let entries: Vec<u64> = b
+            .pages()
+            .iter()
+            .flat_map(|(_, p)| {
+                p.chunks(8)
+                    .map(|e| u64::from_le_bytes(e.try_into().unwrap()))
+            })
+            .filter(|e| e & PRESENT != 0)
+            .collect();
+        assert_eq!(
+            entries.len(),
+            7,
+            "4 levels for the 4K page, 3 for the 2M page"
+        );
+        assert!(entries.iter().all(|e| e & c != 0), "{entries:x?}");
+        // A shared page has no C-bit in its leaf (its tables keep theirs).
+        b.map_4k_shared(0x5000, 0x5000, Access::ReadWrite).unwrap();
+        let leaf = b.pages().iter().find_map(|(_, p)| {
+            p.chunks(8)
+                .map(|e| u64::from_le_bytes(e.try_into().unwrap()))
+                .find(|e| e & ADDR_MASK & !c == 0x5000)
+        });
+        assert_eq!(leaf.unwrap() & c, 0);
+        assert_eq!(b.translate(0x5000).unwrap().0, 0x5000);
+        // The native builder sets no encryption bit.
+        let mut n = PageTableBuilder::new(0x100_0000, 16);
+        n.map_4k(0x1000, 0x1000, Access::ReadOnly).unwrap();
+        assert!(
+            n.pages()
+                .iter()
+                .all(|(_, p)| p.chunks(8).all(|e| e[6] & 0x08 == 0))
+        );
     }
 
     #[test]

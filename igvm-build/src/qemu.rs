@@ -547,10 +547,13 @@ fn run_qemu(qemu: &Path, args: &[OsString], opts: &BootOptions) -> Result<BootOu
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let elapsed = start.elapsed();
     let serial = reader
         .join()
         .map_err(|_| anyhow!("serial reader thread failed"))?;
+    // Taken after the serial reader has drained the stream: the reader may
+    // see the ready marker after the child's exit was noticed, and the ready
+    // time must never exceed the run time.
+    let elapsed = start.elapsed();
     let qemu_stderr = err_reader
         .join()
         .map_err(|_| anyhow!("stderr reader thread failed"))?;

@@ -236,3 +236,66 @@ fn help_texts_and_exit_codes() {
         }
     }
 }
+
+/// `igvm-build measure` on files it cannot measure: exit 2, the problem
+/// named, never a panic.
+#[test]
+fn measure_refuses_bad_files_with_exit_2() {
+    use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader, IgvmRevision};
+    use igvm_defs::{
+        IGVM_VHS_SUPPORTED_PLATFORM, IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
+    };
+    let file = |platform_type, directives| {
+        let f = IgvmFile::new(
+            IgvmRevision::V1,
+            vec![IgvmPlatformHeader::SupportedPlatform(
+                IGVM_VHS_SUPPORTED_PLATFORM {
+                    compatibility_mask: 1,
+                    highest_vtl: 0,
+                    platform_type,
+                    platform_version: 1,
+                    shared_gpa_boundary: 0,
+                },
+            )],
+            vec![],
+            directives,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        f.serialize(&mut out).unwrap();
+        out
+    };
+    let page = IgvmDirectiveHeader::PageData {
+        gpa: 0x1000,
+        compatibility_mask: 1,
+        flags: IgvmPageDataFlags::new(),
+        data_type: IgvmPageDataType::NORMAL,
+        data: vec![1; 4096],
+    };
+    let native = tmp("native.igvm", &file(IgvmPlatformType::NATIVE, vec![page]));
+    let measure = |p: &Path| {
+        run(&[
+            "measure".as_ref(),
+            "--platform".as_ref(),
+            "snp".as_ref(),
+            p.as_os_str(),
+        ])
+    };
+    let (code, err) = measure(&native);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no SEV_SNP platform header"), "{err}");
+    let (code, err) = measure(&tmp("garbage.igvm", b"IGVM and then nothing"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid IGVM file"), "{err}");
+    let (code, err) = measure(Path::new("/nonexistent/file.igvm"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    let (code, err) = run(&[
+        "measure".as_ref(),
+        "--platform".as_ref(),
+        "tdx".as_ref(),
+        native.as_os_str(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid value 'tdx'"), "{err}");
+}

@@ -26,7 +26,9 @@ use spin::Once;
 use svsm_bootdefs::{BootInfo, ExitCode, READY_MARKER, layout};
 use svsm_guards::{IstKind, Owner, StackKind};
 use svsm_kernel::cmdline::Cmdline;
-use svsm_kernel::vectors::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
+use svsm_kernel::vectors::{
+    IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT, IST_VMM_COMMUNICATION,
+};
 
 global_asm!(
     ".section .text.start, \"ax\"",
@@ -49,11 +51,12 @@ global_asm!(
 const TESTCASES_BUILT: bool = cfg!(feature = "testcases");
 
 /// IST stacks of the boot CPU: (IST slot, kind, name).
-const IST_STACKS: [(u8, IstKind, &str); 4] = [
+const IST_STACKS: [(u8, IstKind, &str); 5] = [
     (IST_DOUBLE_FAULT, IstKind::DoubleFault, "cpu0-df"),
     (IST_PAGE_FAULT, IstKind::PageFault, "cpu0-pf"),
     (IST_NMI, IstKind::Nmi, "cpu0-nmi"),
     (IST_MACHINE_CHECK, IstKind::MachineCheck, "cpu0-mc"),
+    (IST_VMM_COMMUNICATION, IstKind::Vc, "cpu0-vc"),
 ];
 
 fn fatal_boot(what: &str, why: &dyn core::fmt::Display) -> ! {
@@ -190,10 +193,10 @@ fn copy_parameter_area(gpa: u64, size: u64) -> alloc::vec::Vec<u8> {
 }
 
 /// Allocates CPU 0's IST stacks, points its TSS at them and switches to the
-/// full IDT: from here on NMI, #DF, #PF and #MC land on healthy stacks.
+/// full IDT: from here on NMI, #DF, #PF, #MC and #VC land on healthy stacks.
 /// Returns (IST slot, stack top) per IST stack.
-fn ist_init() -> [(u8, u64); 4] {
-    let mut ist = [(0u8, 0u64); 4];
+fn ist_init() -> [(u8, u64); IST_STACKS.len()] {
+    let mut ist = [(0u8, 0u64); IST_STACKS.len()];
     for (i, (slot, kind, name)) in IST_STACKS.iter().enumerate() {
         match stacks::alloc(StackKind::Ist(*kind), Owner::cpu(0), name) {
             Ok(info) => ist[i] = (*slot, info.range.top),

@@ -9,6 +9,7 @@ use svsm_bootdefs::PlatformKind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Implementation {
     Native,
+    Snp,
 }
 
 /// Why the kernel will not run on the platform the boot info names.
@@ -37,9 +38,8 @@ impl fmt::Display for PlatformRefused {
 pub fn choose(platform: u32) -> Result<Implementation, PlatformRefused> {
     match PlatformKind::from_u32(platform) {
         Some(PlatformKind::Native) => Ok(Implementation::Native),
-        Some(k @ (PlatformKind::Snp | PlatformKind::Tdx)) => {
-            Err(PlatformRefused::NotImplemented(k))
-        }
+        Some(PlatformKind::Snp) => Ok(Implementation::Snp),
+        Some(k @ PlatformKind::Tdx) => Err(PlatformRefused::NotImplemented(k)),
         None => Err(PlatformRefused::Unknown(platform)),
     }
 }
@@ -49,18 +49,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_native_runs_and_the_rest_is_named() {
+    fn native_and_snp_run_and_the_rest_is_named() {
         assert_eq!(
             choose(PlatformKind::Native as u32),
             Ok(Implementation::Native)
         );
-        let snp = choose(PlatformKind::Snp as u32).unwrap_err();
-        assert_eq!(snp, PlatformRefused::NotImplemented(PlatformKind::Snp));
-        assert!(snp.to_string().contains("platform snp is not implemented"));
-        assert_eq!(
-            choose(PlatformKind::Tdx as u32),
-            Err(PlatformRefused::NotImplemented(PlatformKind::Tdx))
-        );
+        assert_eq!(choose(PlatformKind::Snp as u32), Ok(Implementation::Snp));
+        let tdx = choose(PlatformKind::Tdx as u32).unwrap_err();
+        assert_eq!(tdx, PlatformRefused::NotImplemented(PlatformKind::Tdx));
+        assert!(tdx.to_string().contains("platform tdx is not implemented"));
         assert_eq!(choose(9), Err(PlatformRefused::Unknown(9)));
         assert_eq!(
             choose(9).unwrap_err().to_string(),

@@ -17,6 +17,7 @@ pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_PAGE_FAULT: u8 = 2;
 pub const IST_NMI: u8 = 3;
 pub const IST_MACHINE_CHECK: u8 = 4;
+pub const IST_VMM_COMMUNICATION: u8 = 5;
 
 const NAMES: [&str; NUM_VECTORS] = [
     "#DE divide error",
@@ -68,12 +69,13 @@ pub fn ist_for_vector(vector: usize) -> u8 {
         VEC_DF => IST_DOUBLE_FAULT,
         VEC_PF => IST_PAGE_FAULT,
         VEC_MC => IST_MACHINE_CHECK,
+        VEC_VC => IST_VMM_COMMUNICATION,
         _ => 0,
     }
 }
 
 /// The IDT's gates: vector `v` to `stub(v)` through the kernel code
-/// selector; with `use_ist`, NMI, #DF, #PF and #MC on their IST stacks,
+/// selector; with `use_ist`, NMI, #DF, #PF, #MC and #VC on their IST stacks,
 /// otherwise (before the IST stacks exist) every vector on the interrupted
 /// stack.
 pub fn gates(stub: impl Fn(usize) -> u64, use_ist: bool) -> [Gate; NUM_VECTORS] {
@@ -116,7 +118,8 @@ mod tests {
                 (2, IST_NMI),
                 (8, IST_DOUBLE_FAULT),
                 (14, IST_PAGE_FAULT),
-                (18, IST_MACHINE_CHECK)
+                (18, IST_MACHINE_CHECK),
+                (29, IST_VMM_COMMUNICATION)
             ]
         );
         // Before the IST stacks exist no gate may name one.

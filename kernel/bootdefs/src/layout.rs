@@ -9,6 +9,9 @@
 //! 0x0010_8000  stage2 stack                          STAGE2_STACK_SIZE
 //! 0x0010_c000  stage2 stack upper guard (unmapped)   STAGE2_GUARD_SIZE
 //! 0x0011_0000  stage2 image (linked here, identity mapped)
+//! 0x001f_d000  SNP only: GHCB page (shared, not in the launch digest)
+//! 0x001f_e000  SNP only: CPUID page (filled by the VMM, checked by the firmware)
+//! 0x001f_f000  SNP only: secrets page (written by the firmware)
 //! 0x0100_0000  kernel region: page tables, kernel image, symbol table,
 //!              boot stack, then free memory for the kernel page allocator
 //! 0x0500_0000  end of the kernel region
@@ -34,7 +37,25 @@ pub const STAGE2_STACK_TOP: u64 = STAGE2_STACK_BOTTOM + STAGE2_STACK_SIZE;
 /// stage2 is linked (and loaded) here.
 pub const STAGE2_BASE: u64 = 0x0011_0000;
 /// Upper bound for stage2's flat image (checked by `make test`).
-pub const STAGE2_MAX_SIZE: u64 = 16 * 1024;
+pub const STAGE2_MAX_SIZE: u64 = 8 * 1024;
+
+/// SEV-SNP: the boot CPU's GHCB page. It is not part of the IGVM file (so
+/// never validated: it is the hypervisor's), and igvm-build maps it shared
+/// (no C-bit) at `SNP_GHCB_VIRT` in the SNP page tables.
+pub const SNP_GHCB_GPA: u64 = 0x001f_d000;
+/// SEV-SNP: where the kernel reaches its GHCB page (just below the kernel).
+pub const SNP_GHCB_VIRT: u64 = KERNEL_VIRT_BASE - PAGE_SIZE;
+/// SEV-SNP: the CPUID page (IGVM page data of type CPUID_DATA).
+pub const SNP_CPUID_PAGE_GPA: u64 = 0x001f_e000;
+/// SEV-SNP: the secrets page (IGVM page data of type SECRETS).
+pub const SNP_SECRETS_PAGE_GPA: u64 = 0x001f_f000;
+/// SEV-SNP: where KVM puts (and the launch digest records) the boot CPU's
+/// VMSA; an IGVM file for KVM names this GPA in its SNP VP context.
+pub const SNP_VMSA_GPA: u64 = 0xffff_ffff_f000;
+/// SEV-SNP: the C-bit position the page tables are built for (CPUID
+/// 0x8000_001F EBX[5:0] on every SNP part so far); the kernel checks it
+/// against the CPUID page before trusting the tables.
+pub const SNP_C_BIT: u32 = 51;
 
 pub const KERNEL_REGION_START: u64 = 0x0100_0000;
 pub const KERNEL_REGION_END: u64 = 0x0500_0000;
@@ -72,7 +93,10 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
 const _: () = {
     assert!(MEMORY_MAP_GPA + MEMORY_MAP_SIZE <= STAGE2_STACK_BOTTOM - STAGE2_GUARD_SIZE);
     assert!(STAGE2_STACK_TOP + STAGE2_GUARD_SIZE <= STAGE2_BASE);
-    assert!(STAGE2_BASE + STAGE2_MAX_SIZE <= LARGE_PAGE_SIZE);
+    assert!(STAGE2_BASE + STAGE2_MAX_SIZE <= SNP_GHCB_GPA);
+    assert!(SNP_GHCB_GPA + PAGE_SIZE == SNP_CPUID_PAGE_GPA);
+    assert!(SNP_CPUID_PAGE_GPA + PAGE_SIZE == SNP_SECRETS_PAGE_GPA);
+    assert!(SNP_SECRETS_PAGE_GPA + PAGE_SIZE <= LARGE_PAGE_SIZE);
     assert!(LARGE_PAGE_SIZE <= KERNEL_REGION_START);
     assert!(KERNEL_REGION_END <= DEFAULT_GUEST_RAM);
 };

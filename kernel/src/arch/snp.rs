@@ -1,29 +1,10 @@
 //! SEV-SNP instructions: PVALIDATE, RMPADJUST and VMGEXIT (AMD APM vol. 3).
 //! They exist for the SNP platform; the native platform never executes them
 //! (each raises #UD outside an SNP guest).
-#![allow(dead_code)] // the SNP platform is their caller
 
 use core::arch::asm;
 
-/// Page size operand of PVALIDATE and RMPADJUST.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum RmpPageSize {
-    Size4K = 0,
-    Size2M = 1,
-}
-
-/// PVALIDATE return codes (EAX) besides success.
-pub const PVALIDATE_FAIL_INPUT: u32 = 1;
-pub const PVALIDATE_FAIL_SIZEMISMATCH: u32 = 6;
-
-/// The outcome of PVALIDATE: its return code and whether the RMP entry
-/// already had the requested state (CF set: nothing changed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PvalidateResult {
-    pub code: u32,
-    pub unchanged: bool,
-}
+pub use svsm_snp::{PvalidateResult, RmpPageSize};
 
 /// PVALIDATE: validates (`valid`) or rescinds the page at virtual address `va`.
 ///

@@ -1,7 +1,7 @@
 //! The IDT: one interrupt gate per exception vector, each pointing at its
 //! entry stub in `arch::entry`. The early IDT runs every vector on the
 //! interrupted stack (before the IST stacks exist); the full IDT sends #DF,
-//! #PF, NMI and #MC to their IST stacks.
+//! #PF, NMI, #MC and #VC to their IST stacks.
 
 use crate::arch::entry::stub_address;
 use spin::Once;
@@ -32,8 +32,8 @@ pub unsafe fn load_early() {
 /// Loads the full IDT on this CPU.
 ///
 /// # Safety
-/// The kernel GDT is loaded and the TSS's IST slots for NMI, #DF, #PF and
-/// #MC hold the tops of mapped IST stacks.
+/// The kernel GDT is loaded and the TSS's IST slots for NMI, #DF, #PF, #MC
+/// and #VC hold the tops of mapped IST stacks.
 pub unsafe fn load() {
     let idt = IDT.call_once(|| Idt {
         gates: gates(stub_address, true),

@@ -7,7 +7,9 @@
 //! and how the machine shuts down.
 
 pub mod native;
+pub mod snp;
 
+use crate::arch::entry::ExceptionFrame;
 use crate::arch::io::IoPort;
 use crate::arch::x86::CpuidResult;
 use spin::Once;
@@ -24,6 +26,9 @@ pub enum PlatformError {
     Failed(u64),
     /// Bad arguments (unaligned range, out of bounds).
     Invalid,
+    /// The hardware is not the platform the boot info names (SNP: the
+    /// SEV_STATUS value, without SEV-ES).
+    NotPresent(u64),
 }
 
 /// Whether a page becomes usable by the SVSM or is released.
@@ -60,6 +65,12 @@ pub trait SvsmPlatform: Sync {
     /// Installs platform-specific exception handling (#VC on SNP, #VE on TDX).
     fn setup_exception_handling(&self) -> Result<(), PlatformError>;
 
+    /// Emulates the instruction behind a #VC (SNP) and returns true when
+    /// the interrupted code can resume; false makes it a fatal exception.
+    fn handle_vc(&self, _frame: &mut ExceptionFrame) -> bool {
+        false
+    }
+
     /// Starts an application processor at the given 64-bit entry with its
     /// stack. Used by SMP bring-up (VP_COUNT > 1), which comes with SNP/TDX.
     #[allow(dead_code)]
@@ -70,6 +81,7 @@ pub trait SvsmPlatform: Sync {
 }
 
 static NATIVE: native::NativePlatform = native::NativePlatform;
+static SNP: snp::SnpPlatform = snp::SnpPlatform;
 static CHOSEN: Once<&'static dyn SvsmPlatform> = Once::new();
 
 /// Chooses the implementation for the boot info's platform value (the IGVM
@@ -78,6 +90,7 @@ static CHOSEN: Once<&'static dyn SvsmPlatform> = Once::new();
 pub fn choose(platform: u32) -> Result<&'static dyn SvsmPlatform, PlatformRefused> {
     let p: &'static dyn SvsmPlatform = match platform_choice::choose(platform)? {
         Implementation::Native => &NATIVE,
+        Implementation::Snp => &SNP,
     };
     Ok(*CHOSEN.call_once(|| p))
 }
