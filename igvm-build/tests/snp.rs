@@ -197,7 +197,7 @@ fn digest_agrees_on_zero_and_unmeasured_pages() {
         .serialize(&mut out)
         .unwrap();
         let dir = scratch();
-        let path = dir.join(&format!("extra-{gpa:x}.igvm"));
+        let path = dir.join(format!("extra-{gpa:x}.igvm"));
         std::fs::write(&path, &out).unwrap();
         let (kinds, want) = reference(&path);
         let kind = if unmeasured { "unmeasured" } else { "zero" };
