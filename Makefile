@@ -2,7 +2,8 @@
 #
 #   make            build stage2, the kernel and the IGVM file (production image)
 #   make run        boot it under QEMU (serial console on stdout);
-#                   CMDLINE=test=<case> boots the test image instead
+#                   CMDLINE=test=<case> boots the test image instead;
+#                   SMP=<n> boots n CPUs (docs/smp.md)
 #   make test       host tests, validation suites, stack check, in-QEMU tests
 #                   (builds the test image: the kernel with its test cases)
 #   RELEASE=1       release build
@@ -124,7 +125,7 @@ igvm-test: kernel kernel-test testguest host-tools
 ## (the one with the in-kernel test cases and the hosted test guest).
 RUN_TEST := $(findstring test=,$(CMDLINE))$(findstring guest=,$(CMDLINE))
 run: setup igvm $(if $(RUN_TEST),igvm-test)
-	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+	$(IGVM_BUILD) run $(if $(RUN_TEST),$(TEST_IGVM),$(IGVM)) $(if $(CMDLINE),--cmdline "$(CMDLINE)") $(if $(SMP),--smp $(SMP))
 
 stage2-size: igvm
 	$(IGVM_BUILD) info --stage2 $(STAGE2_ELF) --kernel $(KERNEL_ELF) --check
@@ -141,7 +142,7 @@ test-qemu: igvm igvm-test stackcheck-bin upstream-qemu
 	SVSM_IGVM=$(abspath $(TEST_IGVM)) SVSM_PROD_IGVM=$(abspath $(IGVM)) \
 	  SVSM_KERNEL_ELF=$(abspath $(KERNEL_TEST_ELF)) STACKCHECK_BIN=$(abspath $(STACKCHECK_BIN)) \
 	  SVSM_UPSTREAM_QEMU=$(UPSTREAM_QEMU) \
-	  $(CARGO) test -p igvm-build --test boot --test guest --test upstream --test debug -- --include-ignored --test-threads=2
+	  $(CARGO) test -p igvm-build --test boot --test guest --test smp --test upstream --test debug -- --include-ignored --test-threads=2
 
 check-stable:
 	@if grep -rn --include='*.rs' -E '^\s*#!\[feature' kernel stage2 guards unwinder stackcheck igvm-build; then \

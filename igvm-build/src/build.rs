@@ -755,4 +755,27 @@ pub(crate) mod tests {
                 .contains("must be linked at")
         );
     }
+
+    /// The kernel writes the AP start-up trampoline into this page at run
+    /// time: the file loads nothing there, and the `pc` machine's memory
+    /// map (what both loaders report) has it as RAM.
+    #[test]
+    fn ap_trampoline_page_is_left_free_ram() {
+        use svsm_bootdefs::layout::{AP_TRAMPOLINE_GPA, DEFAULT_GUEST_RAM, PAGE_SIZE};
+        let img = assemble(&stage2(), &kernel(), "").unwrap();
+        assert!(
+            img.pages
+                .0
+                .keys()
+                .all(|&gpa| gpa + PAGE_SIZE <= AP_TRAMPOLINE_GPA
+                    || gpa >= AP_TRAMPOLINE_GPA + PAGE_SIZE),
+            "page data on the AP trampoline page"
+        );
+        assert!(
+            crate::qemu::plan::pc_ram_ranges(DEFAULT_GUEST_RAM)
+                .iter()
+                .any(|&(start, len)| start <= AP_TRAMPOLINE_GPA
+                    && AP_TRAMPOLINE_GPA + PAGE_SIZE <= start + len)
+        );
+    }
 }

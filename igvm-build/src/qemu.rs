@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = layout::DEFAULT_GUEST_RAM >> 20)]
     pub memory: u64,
+    /// CPUs (QEMU `-smp`); the kernel reads the count from QEMU's fw_cfg
+    /// and starts the others (docs/smp.md).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub smp: u32,
     /// The QEMU binary [default: $SVSM_QEMU, else qemu-system-x86_64].
     #[arg(long)]
     pub qemu: Option<PathBuf>,
@@ -109,6 +113,8 @@ pub struct BootOptions {
     pub igvm: PathBuf,
     pub cmdline: String,
     pub memory_mib: u64,
+    /// CPUs (`-smp`; 1 passes nothing).
+    pub cpus: u32,
     pub qemu: PathBuf,
     /// `-machine` type.
     pub machine: String,
@@ -131,6 +137,7 @@ impl BootOptions {
             igvm: igvm.into(),
             cmdline: String::new(),
             memory_mib: layout::DEFAULT_GUEST_RAM >> 20,
+            cpus: 1,
             qemu: default_qemu(),
             machine: "pc".to_string(),
             timeout: Duration::from_secs(60),
@@ -141,6 +148,12 @@ impl BootOptions {
             print_cmd: false,
             extra_args: Vec::new(),
         }
+    }
+
+    /// Sets the number of CPUs (QEMU `-smp`).
+    pub fn cpus(mut self, n: u32) -> Self {
+        self.cpus = n;
+        self
     }
 
     /// Sets the IGVM command line (e.g. `test=<name>`).
@@ -469,6 +482,10 @@ pub fn boot(opts: &BootOptions) -> Result<BootOutcome> {
             adapter_args(&p, &work.path, opts.memory_mib)?
         }
     };
+    if opts.cpus > 1 {
+        args.push("-smp".into());
+        args.push(opts.cpus.to_string().into());
+    }
     args.extend(opts.extra_args.iter().cloned());
     if opts.print_cmd {
         eprintln!("igvm-build: {}", shell_line(&opts.qemu, &args));
@@ -595,6 +612,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         igvm: args.igvm.clone(),
         cmdline: args.cmdline.clone(),
         memory_mib: args.memory,
+        cpus: args.smp,
         qemu: args.qemu.clone().unwrap_or_else(default_qemu),
         machine: args.machine.clone(),
         timeout: timeout_secs(args.timeout),

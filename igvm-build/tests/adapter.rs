@@ -10,11 +10,14 @@ use igvm_defs::{
     IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
     IgvmNativeVpContextX64, IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use svsm_bootdefs::ExitCode;
 use zerocopy::FromZeros;
+
+mod scratch;
+use scratch::{Scratch, TmpFile};
 
 const MASK: u32 = 1;
 const PML4: u64 = 0x20_0000;
@@ -153,17 +156,13 @@ impl Image {
         out
     }
 
-    fn write(&self, name: &str) -> PathBuf {
-        let p = scratch().join(name);
-        std::fs::write(&p, self.bytes()).unwrap();
-        p
+    fn write(&self, name: &str) -> TmpFile {
+        TmpFile::new("igvm-build-adapter-test", name, &self.bytes())
     }
 }
 
-fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("igvm-build-adapter-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch() -> Scratch {
+    Scratch::new("igvm-build-adapter-test")
 }
 
 fn print(a: &mut CodeAssembler, s: &str) -> Result<(), IcedError> {
@@ -340,7 +339,8 @@ fn bin() -> Command {
 #[test]
 fn run_subcommand_exit_codes_and_serial_log() {
     let p = Image::new(hello).write("run-hello.igvm");
-    let log = scratch().join("serial.log");
+    let dir = scratch();
+    let log = dir.join("serial.log");
     let out = bin()
         .args(["run", "--mode", "adapter", "--serial-log"])
         .arg(&log)

@@ -9,6 +9,10 @@ use igvm_build::qemu::{BootOptions, BootOutcome, boot};
 use std::time::Duration;
 use svsm_bootdefs::{ExitCode, READY_MARKER};
 use svsm_guards::HwmRecord;
+use svsm_unwinder::BacktraceLine;
+
+mod scratch;
+use scratch::Scratch;
 
 fn image() -> String {
     std::env::var("SVSM_IGVM")
@@ -61,26 +65,20 @@ fn lines<'a>(out: &'a BootOutcome, prefix: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Names of the frames of the (first) backtrace block, in order.
+/// Names of the frames of the (first) backtrace block, in order (read with
+/// the unwinder's parser of the format it writes).
 fn backtrace_names(out: &BootOutcome) -> Vec<String> {
     let mut names = Vec::new();
     let mut inside = false;
-    for l in out.serial.lines().map(|l| l.trim_end_matches('\r')) {
-        if l.starts_with("BACKTRACE BEGIN") {
-            inside = true;
-        } else if l.starts_with("BACKTRACE END") {
-            break;
-        } else if inside {
-            // "  #NN pc=.. sp=.. [exception vector=N] name+0xoff"
-            let rest = l.split_whitespace().skip(3).collect::<Vec<_>>().join(" ");
-            let rest = rest
-                .strip_prefix('[')
-                .map(|r| r.split_once("] ").map_or(r, |x| x.1).to_string())
-                .unwrap_or(rest);
-            names.push(
-                rest.rsplit_once('+')
-                    .map_or(rest.clone(), |(n, _)| n.to_string()),
-            );
+    for l in out.serial.lines() {
+        match BacktraceLine::parse(l) {
+            Ok(Some(BacktraceLine::Begin { .. })) => inside = true,
+            Ok(Some(BacktraceLine::End { .. })) if inside => break,
+            Ok(Some(BacktraceLine::Frame(f))) if inside => {
+                names.push(f.symbol().map_or(f.text, |(n, _)| n).to_string())
+            }
+            Err(e) if inside => panic!("{e}: {l}"),
+            _ => {}
         }
     }
     names
@@ -416,8 +414,7 @@ fn nmi_is_handled_and_returns() {
 fn stackcheck_symbolize(log: &str) -> std::process::Output {
     let bin = std::env::var("STACKCHECK_BIN").expect("STACKCHECK_BIN (run `make test-qemu`)");
     let elf = std::env::var("SVSM_KERNEL_ELF").expect("SVSM_KERNEL_ELF (run `make test-qemu`)");
-    let dir = std::env::temp_dir().join(format!("svsm-symbolize-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("svsm-symbolize");
     let path = dir.join(format!("serial-{}.log", log.len()));
     std::fs::write(&path, log).unwrap();
     std::process::Command::new(bin)

@@ -1,15 +1,14 @@
 //! `igvm-build build` and `info` on bad input: a clear message naming the
 //! problem, exit code 2, never a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("igvm-build-bad-input-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
+mod scratch;
+use scratch::TmpFile;
+
+fn tmp(name: &str, bytes: &[u8]) -> TmpFile {
+    TmpFile::new("igvm-build-bad-input", name, bytes)
 }
 
 fn run(args: &[&std::ffi::OsStr]) -> (i32, String) {

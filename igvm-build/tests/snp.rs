@@ -16,6 +16,9 @@ use svsm_bootdefs::layout::SNP_VMSA_GPA;
 use svsm_defs::vmsa::Vmsa;
 use zerocopy::{FromBytes, IntoBytes};
 
+mod scratch;
+use scratch::Scratch;
+
 fn env_path(name: &str) -> PathBuf {
     std::env::var_os(name)
         .filter(|v| !v.is_empty())
@@ -27,10 +30,8 @@ fn shipped() -> Vec<u8> {
     std::fs::read(env_path("SVSM_PROD_IGVM")).unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("igvm-build-snp-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn scratch() -> Scratch {
+    Scratch::new("igvm-build-snp")
 }
 
 /// (page kinds with counts, digest) from the independent implementation.
@@ -195,7 +196,8 @@ fn digest_agrees_on_zero_and_unmeasured_pages() {
         .unwrap()
         .serialize(&mut out)
         .unwrap();
-        let path = scratch(&format!("extra-{gpa:x}.igvm"));
+        let dir = scratch();
+        let path = dir.join(format!("extra-{gpa:x}.igvm"));
         std::fs::write(&path, &out).unwrap();
         let (kinds, want) = reference(&path);
         let kind = if unmeasured { "unmeasured" } else { "zero" };
@@ -243,7 +245,8 @@ fn run_refuses_an_snp_only_file() {
     .unwrap()
     .serialize(&mut out)
     .unwrap();
-    let path = scratch("snp-only.igvm");
+    let dir = scratch();
+    let path = dir.join("snp-only.igvm");
     std::fs::write(&path, &out).unwrap();
     // Still a measurable SNP file.
     assert!(snp_digest(&out).is_ok());
@@ -269,7 +272,8 @@ fn run_refuses_an_snp_only_file() {
 fn id_block_is_signed_and_verified() {
     let key = p384::ecdsa::SigningKey::from_slice(&[0x42; 48]).unwrap();
     let signed = igvm_build::snp::with_id_block(&shipped(), &key).unwrap();
-    let path = scratch("id-block.igvm");
+    let dir = scratch();
+    let path = dir.join("id-block.igvm");
     std::fs::write(&path, &signed).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
         .args(["measure", "--platform", "snp"])
@@ -343,7 +347,8 @@ print("verified")
     .unwrap()
     .serialize(&mut bad)
     .unwrap();
-    let path = scratch("id-block-bad.igvm");
+    let dir = scratch();
+    let path = dir.join("id-block-bad.igvm");
     std::fs::write(&path, &bad).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_igvm-build"))
         .args(["measure", "--platform", "snp"])

@@ -19,6 +19,9 @@ use svsm_bootdefs::layout::{BOOT_INFO_GPA, CONFIG_PAGE_GPA};
 use svsm_bootdefs::{ExitCode, READY_MARKER};
 use zerocopy::FromZeros;
 
+mod scratch;
+use scratch::Scratch;
+
 const SNP_MASK: u32 = 2;
 const SNP_VMSA_GPA: u64 = 0xffff_ffff_f000;
 
@@ -35,10 +38,8 @@ fn upstream_qemu() -> PathBuf {
         .into()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("igvm-build-upstream-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn scratch() -> Scratch {
+    Scratch::new("igvm-build-upstream")
 }
 
 fn boot_upstream(igvm: &Path, machine: &str, cmdline: &str) -> BootOutcome {
@@ -246,7 +247,8 @@ fn a_file_the_qemu_loader_refuses_is_refused_before_qemu_starts() {
             }),
         ],
     );
-    let path = scratch("command-line.igvm");
+    let dir = scratch();
+    let path = dir.join("command-line.igvm");
     std::fs::write(&path, &bad).unwrap();
     let e = loaders::choose(Mode::IgvmCfg, &upstream_qemu(), &bad).unwrap_err();
     let e = format!("{e:#}");
@@ -379,7 +381,8 @@ fn native_boot_of_a_multi_platform_file() {
     let back = IgvmFile::new_from_binary(&bytes, None).unwrap();
     assert_eq!(back.platforms().len(), 2);
     assert!(loaders::upstream_refusals(&bytes).unwrap().is_empty());
-    let path = scratch("multi.igvm");
+    let dir = scratch();
+    let path = dir.join("multi.igvm");
     std::fs::write(&path, &bytes).unwrap();
     // Both configuration pages get a new command line; only the native one is booted.
     let pages = configpage::config_pages(&bytes).unwrap();

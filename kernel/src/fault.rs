@@ -3,13 +3,16 @@
 //! own guarded IST stacks, so these reports always run on a healthy stack.
 
 use crate::arch::entry::ExceptionFrame;
+use crate::arch::x86::halt_forever;
 use crate::arch::x86::read_cr2;
 use crate::backtrace;
-use crate::cpu::percpu::this_cpu;
+use crate::cpu::percpu::{CpuState, PerCpu, this_cpu};
+use crate::cpu::smp::{self, FatalClaim};
+use crate::cpu::tlb;
 use crate::platform::shutdown;
-use crate::println;
 use crate::serial::CONSOLE;
 use crate::stacks;
+use crate::{print, println};
 use core::sync::atomic::Ordering;
 use svsm_bootdefs::ExitCode;
 use svsm_guards::FaultContext;
@@ -65,12 +68,19 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
         return;
     }
     if frame.vector == VEC_NMI {
-        // NMIs are counted, not printed: the interrupted code may hold the
-        // console lock. Nothing in the SVSM raises them yet.
-        cpu.nmi_count.fetch_add(1, Ordering::Relaxed);
+        if nmi(cpu) {
+            stopped(cpu, frame);
+            // The registry may be held by the interrupted code: then no
+            // backtrace (its line above says where this CPU was).
+            if !stacks::REGISTRY.is_locked() {
+                backtrace::print_here();
+            }
+            cpu.set_state(CpuState::Stopped);
+            halt_forever()
+        }
         return;
     }
-    CONSOLE.force_unlock();
+    begin_fatal();
     let cr2 = read_cr2();
     let ctx = FaultContext {
         rip: frame.rip,
@@ -97,16 +107,79 @@ pub fn handle_exception(frame: &mut ExceptionFrame) {
         }
     }
     println!(
-        "EXCEPTION: vector={} ({}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
+        "EXCEPTION: vector={} ({}) error={:#x} rip={:#x} rsp={:#x} cr2={:#x} cpu={}",
         frame.vector,
         vector_name(frame.vector),
         frame.error_code,
         frame.rip,
         frame.rsp,
-        cr2
+        cr2,
+        cpu.cpu_id()
     );
     backtrace::print_here();
     shutdown(ExitCode::Exception);
+}
+
+/// An NMI: another CPU's request (TLB shootdown, stop), a wake-up from HLT
+/// (a posted work item), or a test's software NMI. Counted, never printed
+/// unless it stops the CPU: the interrupted code may hold the console lock.
+/// Returns whether the CPU is to stop.
+fn nmi(cpu: &PerCpu) -> bool {
+    cpu.nmi_count.fetch_add(1, Ordering::Relaxed);
+    let req = cpu.requests.swap(0, Ordering::AcqRel);
+    if req & smp::REQ_FLUSH != 0 {
+        tlb::answer(cpu);
+    }
+    req & smp::REQ_STOP != 0
+}
+
+/// Starts a fatal report on this CPU: the first one anywhere stops the
+/// other CPUs (each prints its state) before taking any lock they may hold;
+/// a CPU that loses the race waits, halted, to be stopped in turn.
+pub fn begin_fatal() {
+    match smp::claim_fatal() {
+        FatalClaim::First => stop_others_for_report(),
+        FatalClaim::Nested => CONSOLE.force_unlock(),
+        FatalClaim::Other => halt_forever(),
+    }
+}
+
+/// The first fatal report's start (its CPU claimed it): every other CPU
+/// stops and prints its state, then the console is this CPU's.
+pub fn stop_others_for_report() {
+    CONSOLE.force_unlock();
+    let silent = smp::stop_others();
+    CONSOLE.force_unlock();
+    // Unformatted: this runs inside the panic handler's formatting cycle.
+    if silent > 0 {
+        CONSOLE.write_str_raw("SMP: a CPU did not answer the stop request\n");
+    }
+}
+
+/// Stopped by the CPU reporting a fatal error: prints where this CPU was
+/// (the caller adds its backtrace, then halts).
+#[inline(never)]
+fn stopped(cpu: &PerCpu, frame: &ExceptionFrame) {
+    // The console lock may be held by the code this NMI interrupted: wait
+    // a little for another holder, then break it (its holder is this CPU,
+    // which never returns there, or one that is about to be stopped).
+    if !smp::wait_until_short(|| !CONSOLE.is_locked()) {
+        CONSOLE.force_unlock();
+    }
+    let stack = stacks::REGISTRY
+        .try_lock()
+        .and_then(|r| r.find(frame.rsp).map(|(_, i)| (i.kind.name(), i.name)));
+    let (kind, name) = stack.unwrap_or(("?", "?"));
+    print!(
+        "CPU {} stopped: rip={:#x} rsp={:#x} stack={kind}:{name} task=",
+        cpu.cpu_id(),
+        frame.rip,
+        frame.rsp
+    );
+    match cpu.current_task.load(Ordering::Relaxed) {
+        crate::cpu::percpu::NO_TASK => println!("-"),
+        t => println!("{t}"),
+    }
 }
 
 /// #VC: the platform emulates the instruction (SNP) or declines. Not

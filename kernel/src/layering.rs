@@ -14,8 +14,9 @@ const RANKS: &[(&str, u8)] = &[
     ("task", 4),
     ("guest", 4),
     ("fault", 5),
-    ("main", 6),
-    ("testcases", 6),
+    ("ap", 6),
+    ("main", 7),
+    ("testcases", 7),
 ];
 
 /// The library's own modules: pure, below everything, and never `crate::`
@@ -24,6 +25,7 @@ const LIB_FILES: &[&str] = &[
     "lib",
     "cmdline",
     "platform_choice",
+    "smp_policy",
     "vectors",
     "vmexit",
     "guest_pages",

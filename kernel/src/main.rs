@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod ap;
 mod arch;
 mod backtrace;
 mod bootinfo;
@@ -124,6 +125,9 @@ extern "C" fn kernel_main(boot_info_phys: *const BootInfo) -> ! {
         // while the self-test runs on it.
         unsafe { arch::stack::call_on_stack(top, ist_self_test, 0) };
     }
+
+    // The other CPUs, each on its own guarded stacks, waiting for work.
+    ap::start_all(plat);
 
     let cmdline = read_cmdline(bi);
     log::info!("command line: {:?}", cmdline.as_str());
@@ -325,17 +329,23 @@ fn read_cmdline(bi: &BootInfo) -> Cmdline {
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    serial::CONSOLE.force_unlock();
-    if PANICKING.swap(true, core::sync::atomic::Ordering::SeqCst) {
-        // A panic while reporting a panic (e.g. inside the backtrace): no
-        // formatting, no backtrace, so it cannot recurse again.
-        serial::CONSOLE.write_str_raw("PANIC: nested panic while reporting a panic\n");
-        shutdown(ExitCode::Panic)
+    match cpu::smp::claim_fatal() {
+        cpu::smp::FatalClaim::First => {}
+        cpu::smp::FatalClaim::Nested => {
+            // A panic while reporting a fatal error on this CPU (e.g. inside
+            // the backtrace): no formatting, no backtrace, so it cannot
+            // recurse again.
+            serial::CONSOLE.force_unlock();
+            serial::CONSOLE.write_str_raw("PANIC: nested panic while reporting a panic\n");
+            shutdown(ExitCode::Panic)
+        }
+        // Another CPU reports: this one waits to be stopped (and printed).
+        cpu::smp::FatalClaim::Other => arch::x86::halt_forever(),
     }
+    // The other CPUs stop first and print their state.
+    fault::stop_others_for_report();
     println!("PANIC: {}", info);
+    println!("PANIC on cpu {}", cpu::percpu::this_cpu().cpu_id());
     backtrace::print_here();
     shutdown(ExitCode::Panic)
 }
-
-/// Set by the first panic; a second one takes the minimal path.
-static PANICKING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);

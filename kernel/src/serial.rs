@@ -81,12 +81,17 @@ impl Console {
         }
     }
 
+    pub fn is_locked(&self) -> bool {
+        self.uart.is_locked()
+    }
+
     /// Breaks the console lock: used on the fatal paths (panic, fault
     /// reports), where the interrupted context may hold it.
     pub fn force_unlock(&self) {
         if self.uart.is_locked() {
-            // SAFETY: only called on a single-CPU fatal path that never
-            // returns to the interrupted lock holder.
+            // SAFETY: only called on a fatal path: the other CPUs are
+            // stopped (or being stopped) and the path never returns to an
+            // interrupted lock holder.
             unsafe { self.uart.force_unlock() };
         }
     }

@@ -15,12 +15,14 @@ use svsm_guards::{
 pub static REGISTRY: Mutex<StackRegistry> = Mutex::new(StackRegistry::new());
 
 /// The registry on a fatal path: never blocks on a lock the interrupted
-/// context may hold (single CPU; the fatal path never returns to it).
+/// context may hold. The reporting CPU has stopped every other CPU first
+/// (`cpu::smp::stop_others`), and the fatal path never returns to it.
 pub fn registry_for_fault() -> spin::MutexGuard<'static, StackRegistry> {
     if let Some(g) = REGISTRY.try_lock() {
         return g;
     }
-    // SAFETY: see above; the holder never runs again.
+    // SAFETY: see above; the holder (this CPU or a stopped one) never
+    // runs again.
     unsafe { REGISTRY.force_unlock() };
     REGISTRY.lock()
 }
@@ -120,21 +122,29 @@ pub fn alloc_sized(
     Ok(info)
 }
 
-/// Unmaps [bottom, mapped_end) of a stack and frees its registry entry.
+/// Unmaps [bottom, mapped_end) of a stack, shoots the range down on the
+/// other CPUs (a task's stack may have been touched elsewhere, e.g. by a
+/// high-water-mark scan), then frees its frames and its registry entry.
 fn release(id: StackId, mapped_end: u64) {
     let bottom = REGISTRY
         .lock()
         .get(id)
         .map(|i| i.range.bottom)
         .unwrap_or(mapped_end);
+    let mut frames_out = [None; (svsm_guards::MAX_STACK_SIZE / PAGE_SIZE) as usize];
     let mut va = bottom;
-    while va < mapped_end {
+    for slot in frames_out.iter_mut() {
+        if va >= mapped_end {
+            break;
+        }
         // SAFETY: the stack is being released: nothing runs on it or
         // references it any more.
-        if let Some(pa) = unsafe { paging::unmap_page(VirtAddr::new(va)) } {
-            frames::free_frames(pa, 1);
-        }
+        *slot = unsafe { paging::unmap_page(VirtAddr::new(va)) };
         va += PAGE_SIZE;
+    }
+    crate::cpu::tlb::shootdown(bottom, (va - bottom) / PAGE_SIZE);
+    for pa in frames_out.into_iter().flatten() {
+        frames::free_frames(pa, 1);
     }
     let _ = REGISTRY.lock().free(id);
 }

@@ -25,7 +25,7 @@ extern "C" fn svsm_task_entry(arg: u64) {
 pub fn run_task(name: &'static str, body: fn()) -> Result<u32, StackAllocError> {
     let id = NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed);
     let cpu = this_cpu();
-    let stack = stacks::alloc(StackKind::Task, Owner::task(cpu.cpu_id, id), name)?;
+    let stack = stacks::alloc(StackKind::Task, Owner::task(cpu.cpu_id(), id), name)?;
     let start = TaskStart { body };
     let prev = cpu.current_task.swap(id, Ordering::Relaxed);
     // SAFETY: the task stack was just allocated and mapped for this task

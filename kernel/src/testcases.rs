@@ -3,6 +3,8 @@
 //! log and exit code). Each case ends the boot itself. Built into the test
 //! image only (cargo feature `testcases`).
 
+mod smp;
+
 use crate::arch::x86::{rdtsc, read_rsp};
 use crate::fault::test_hook;
 use crate::mm::paging::{self, PteFlags};
@@ -121,6 +123,36 @@ const CASES: &[Case] = &[
         name: "backtrace-bench",
         on: RunsOn::Task,
         run: backtrace_bench,
+    },
+    Case {
+        name: "smp-up",
+        on: RunsOn::Task,
+        run: smp::up,
+    },
+    Case {
+        name: "smp-overflow-task",
+        on: RunsOn::Task,
+        run: smp::overflow_task,
+    },
+    Case {
+        name: "smp-overflow-ist",
+        on: RunsOn::Task,
+        run: smp::overflow_ist,
+    },
+    Case {
+        name: "smp-panic",
+        on: RunsOn::Task,
+        run: smp::panic_on_ap,
+    },
+    Case {
+        name: "smp-stress",
+        on: RunsOn::Task,
+        run: smp::stress_all,
+    },
+    Case {
+        name: "smp-tlb",
+        on: RunsOn::Task,
+        run: smp::tlb_shootdown,
     },
 ];
 

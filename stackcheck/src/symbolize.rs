@@ -3,17 +3,23 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
+use svsm_unwinder::BacktraceLine;
 
 use crate::bail_input;
 use crate::dwarf::Lines;
 use crate::elf::Image;
 
+/// One frame line of a block, owned (the line format and its reader are
+/// `svsm_unwinder::BacktraceLine`, next to the kernel's writer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameLine {
-    pub index: u32,
+    pub index: usize,
     pub pc: u64,
     pub sp: u64,
-    pub exception: Option<u32>,
+    /// `Some` for a frame entered through an exception, with its vector if
+    /// the kernel knew it.
+    pub exception: Option<Option<u32>>,
+    /// The kernel's symbol text (`name+0xoff` or `<unknown>`).
     pub name: String,
 }
 
@@ -21,76 +27,56 @@ pub struct FrameLine {
 pub struct Block {
     pub build_id: String,
     pub frames: Vec<FrameLine>,
+    /// `frames=<n> stop=<reason>` of the END line, if the block has one.
     pub end: Option<String>,
 }
 
-fn hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
-}
-
-/// Parse every BACKTRACE block in a log.
+/// Parse every BACKTRACE block in a log. Frame-like lines outside a block
+/// are ignored; a malformed line inside one is an error naming it.
 pub fn parse_log(log: &str) -> Result<Vec<Block>> {
     let mut blocks = Vec::new();
     let mut cur: Option<Block> = None;
-    for (ln, raw) in log.lines().enumerate() {
-        let line = raw.trim();
-        if let Some(rest) = line.strip_prefix("BACKTRACE BEGIN") {
-            let Some(id) = rest.trim().strip_prefix("build-id=") else {
-                bail_input!("line {}: BACKTRACE BEGIN without build-id=", ln + 1);
-            };
-            let id = id.trim().to_ascii_lowercase();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail_input!("line {}: malformed build-id `{id}`", ln + 1);
+    for (ln, line) in log.lines().enumerate() {
+        if cur.is_none() && !line.trim_start().starts_with("BACKTRACE") {
+            continue;
+        }
+        let parsed = match BacktraceLine::parse(line) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => bail_input!("line {}: {e}: `{}`", ln + 1, line.trim()),
+        };
+        match parsed {
+            BacktraceLine::Begin { build_id } => {
+                if build_id.is_empty() {
+                    bail_input!("line {}: BACKTRACE BEGIN with an empty build-id", ln + 1);
+                }
+                blocks.extend(cur.take());
+                cur = Some(Block {
+                    build_id: build_id.to_ascii_lowercase(),
+                    frames: Vec::new(),
+                    end: None,
+                });
             }
-            if let Some(b) = cur.take() {
-                blocks.push(b);
+            BacktraceLine::End { frames, stop } => {
+                if let Some(mut b) = cur.take() {
+                    b.end = Some(format!("frames={frames} stop={stop}"));
+                    blocks.push(b);
+                }
             }
-            cur = Some(Block {
-                build_id: id,
-                frames: Vec::new(),
-                end: None,
-            });
-        } else if let Some(rest) = line.strip_prefix("BACKTRACE END") {
-            if let Some(mut b) = cur.take() {
-                b.end = Some(rest.trim().to_string());
-                blocks.push(b);
+            BacktraceLine::Frame(f) => {
+                if let Some(b) = cur.as_mut() {
+                    b.frames.push(FrameLine {
+                        index: f.index,
+                        pc: f.pc,
+                        sp: f.sp,
+                        exception: f.exception,
+                        name: f.text.to_string(),
+                    });
+                }
             }
-        } else if let Some(b) = cur.as_mut()
-            && line.starts_with('#')
-        {
-            let mut parts = line.splitn(4, ' ');
-            let idx = parts.next().and_then(|s| s[1..].parse::<u32>().ok());
-            let pc = parts
-                .next()
-                .and_then(|s| s.strip_prefix("pc="))
-                .and_then(hex);
-            let sp = parts
-                .next()
-                .and_then(|s| s.strip_prefix("sp="))
-                .and_then(hex);
-            let (Some(index), Some(pc), Some(sp)) = (idx, pc, sp) else {
-                bail_input!("line {}: malformed backtrace frame `{line}`", ln + 1);
-            };
-            let mut name = parts.next().unwrap_or("").trim().to_string();
-            let mut exception = None;
-            if let Some(r) = name.strip_prefix("[exception vector=")
-                && let Some(end) = r.find(']')
-            {
-                exception = r[..end].parse().ok();
-                name = r[end + 1..].trim().to_string();
-            }
-            b.frames.push(FrameLine {
-                index,
-                pc,
-                sp,
-                exception,
-                name,
-            });
         }
     }
-    if let Some(b) = cur {
-        blocks.push(b);
-    }
+    blocks.extend(cur);
     if blocks.is_empty() {
         bail_input!("no BACKTRACE BEGIN block in the log");
     }
@@ -129,13 +115,14 @@ pub fn symbolize(elf_data: &[u8], log: &str) -> Result<String> {
                 .function_containing(probe)
                 .map(|i| {
                     let func = &img.functions[i];
-                    format!("{}+{:#x}", func.demangled, f.pc - func.addr)
+                    format!("{}+{:#x}", func.demangled, f.pc.wrapping_sub(func.addr))
                 })
                 .unwrap_or_else(|| "<unknown>".into());
-            let exc = f
-                .exception
-                .map(|v| format!(" [exception vector={v}]"))
-                .unwrap_or_default();
+            let exc = match f.exception {
+                Some(Some(v)) => format!(" [exception vector={v}]"),
+                Some(None) => " [exception vector=?]".to_string(),
+                None => String::new(),
+            };
             let _ = writeln!(
                 out,
                 "#{:02} pc={:#018x} sp={:#018x}{exc} {sym}",
@@ -175,9 +162,19 @@ mod tests {
         assert_eq!(b[0].build_id, "abcd01");
         assert_eq!(b[0].frames.len(), 3);
         assert_eq!(b[0].frames[0].pc, 0xffffffff80012345);
-        assert_eq!(b[0].frames[2].exception, Some(14));
+        assert_eq!(b[0].frames[2].exception, Some(Some(14)));
         assert_eq!(b[0].frames[2].name, "svsm_kernel::x+0x10");
         assert_eq!(b[0].end.as_deref(), Some("frames=3 stop=end-of-stack"));
+    }
+
+    #[test]
+    fn unknown_vector_still_marks_an_exception_frame() {
+        let log = "BACKTRACE BEGIN build-id=ab\n  #00 pc=0x10 sp=0x20 [exception vector=?] <unknown>\n  # not a frame\nBACKTRACE END frames=1 stop=no-fde\n#1 outside\n";
+        let b = parse_log(log).unwrap();
+        assert_eq!(b[0].frames.len(), 1);
+        assert_eq!(b[0].frames[0].exception, Some(None));
+        assert_eq!(b[0].frames[0].name, "<unknown>");
+        assert_eq!(b[0].end.as_deref(), Some("frames=1 stop=no-fde"));
     }
 
     #[test]

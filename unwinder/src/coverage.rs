@@ -20,11 +20,13 @@ impl Coverage {
     /// Covered code in parts per million of the non-padding bytes
     /// (1_000_000 = 100%). An empty range counts as fully covered.
     pub fn covered_ppm(&self) -> u64 {
-        let code = self.covered_bytes + self.uncovered_bytes;
+        // The fields are public: in u128 neither the sum nor the product
+        // can overflow, and the quotient is at most 1_000_000.
+        let code = u128::from(self.covered_bytes) + u128::from(self.uncovered_bytes);
         if code == 0 {
             return 1_000_000;
         }
-        ((self.covered_bytes as u128 * 1_000_000) / code as u128) as u64
+        (u128::from(self.covered_bytes) * 1_000_000 / code) as u64
     }
 }
 
@@ -39,11 +41,17 @@ pub fn coverage(
     text: Option<&[u8]>,
     mut gap: impl FnMut(u64, u64, bool),
 ) -> Result<Coverage, ModuleError> {
+    // An inverted range (from a malformed section header) is empty; it must
+    // not reach `clamp`, which panics when its bounds are inverted.
+    let text_end = text_end.max(text_start);
     let mut cov = Coverage {
         text_bytes: text_end.saturating_sub(text_start),
         ..Coverage::default()
     };
     let mut cursor = text_start;
+    // Below, every difference is of two points clamped to the range with the
+    // larger one second, and the byte counts add up disjoint parts of the
+    // range: no subtraction wraps and no sum exceeds `text_bytes`.
     let mut on_gap = |start: u64, end: u64, cov: &mut Coverage| {
         let bytes = text.and_then(|t| {
             let lo = usize::try_from(start - text_start).ok()?;

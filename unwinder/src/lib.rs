@@ -45,7 +45,7 @@ pub mod table;
 mod walk;
 
 pub use coverage::{Coverage, coverage, is_padding};
-pub use format::{BacktraceWriter, write_backtrace};
+pub use format::{BacktraceLine, BacktraceWriter, FrameLine, ParseError, write_backtrace};
 pub use frame::{ExceptionEntry, Frame, Memory, StopReason};
 /// DWARF register numbers for [`Regs::get`] and [`Frame::get`]
 /// (e.g. `X86_64::R11`).

@@ -327,6 +327,7 @@ impl<'a> FastTable<'a> {
         // above `hi` start above it.
         let (mut lo, mut hi) = (0usize, self.count());
         while lo < hi {
+            // lo < hi <= count: neither the midpoint nor mid + 1 overflows.
             let mid = lo + (hi - lo) / 2;
             if self.entry(mid)?.0 <= pc {
                 lo = mid + 1;

@@ -152,19 +152,29 @@ impl<'a> UnwindTable<'a> {
         if ndescs > MAX_DESCS {
             return Err("unwind table has too many descriptors");
         }
-        let index_at = HEADER_SIZE + rows * 4;
-        let descs_at = (index_at + rows * 2).next_multiple_of(4);
-        let descs_len = ndescs * DESC_SIZE;
+        // The counts come from the file: checked, so that a count near the
+        // top of a 32-bit usize is "truncated", not an overflow.
+        let too_big = "unwind table truncated";
+        let index_at = rows
+            .checked_mul(4)
+            .and_then(|n| n.checked_add(HEADER_SIZE))
+            .ok_or(too_big)?;
+        let index_end = rows
+            .checked_mul(2)
+            .and_then(|n| n.checked_add(index_at))
+            .ok_or(too_big)?;
+        let descs_at = index_end.checked_next_multiple_of(4).ok_or(too_big)?;
+        // ndescs <= MAX_DESCS: the product is small.
+        let descs_end = descs_at.checked_add(ndescs * DESC_SIZE).ok_or(too_big)?;
         let part = |from: usize, to: usize| bytes.get(from..to).ok_or("unwind table truncated");
         let t = UnwindTable {
             starts: chunks(part(HEADER_SIZE, index_at)?).ok_or("unwind rows malformed")?,
-            index: chunks(part(index_at, index_at + rows * 2)?).ok_or("unwind rows malformed")?,
-            descs: chunks(part(descs_at, descs_at + descs_len)?)
-                .ok_or("unwind descriptors malformed")?,
+            index: chunks(part(index_at, index_end)?).ok_or("unwind rows malformed")?,
+            descs: chunks(part(descs_at, descs_end)?).ok_or("unwind descriptors malformed")?,
             base,
             end: base,
         };
-        if bytes.len() != descs_at + descs_len {
+        if bytes.len() != descs_end {
             return Err("unwind table has trailing bytes");
         }
         t.validate(rows, ndescs)

@@ -369,6 +369,24 @@ fn coverage_counts_gaps_and_padding() {
 }
 
 #[test]
+fn coverage_of_an_inverted_range_is_empty_not_a_panic() {
+    let blob = build(&funcs());
+    let module = Module::new(blob.sections()).unwrap();
+    let cov = coverage(&module, 0x4200, 0x1000, None, |_, _, _| panic!("gap")).unwrap();
+    assert_eq!(cov.text_bytes, 0);
+    assert_eq!(
+        cov.covered_bytes + cov.uncovered_bytes + cov.padding_bytes,
+        0
+    );
+    let huge = svsm_unwinder::Coverage {
+        covered_bytes: u64::MAX,
+        uncovered_bytes: u64::MAX,
+        ..Default::default()
+    };
+    assert_eq!(huge.covered_ppm(), 500_000);
+}
+
+#[test]
 fn padding_recognises_nops_and_int3_only() {
     use svsm_unwinder::is_padding;
     assert!(is_padding(&[0xcc, 0xcc, 0x90]));

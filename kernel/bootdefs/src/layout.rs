@@ -2,6 +2,7 @@
 //!
 //! Physical (native platform):
 //! ```text
+//! 0x0000_8000  AP start-up trampoline (1 page, written by the kernel)
 //! 0x0010_0000  boot-info page (BootInfo, written by igvm-build)
 //! 0x0010_1000  SVSM configuration page: command line (page data, see `config`)
 //! 0x0010_2000  MEMORY_MAP parameter area (1 page, filled by the loader)
@@ -23,6 +24,14 @@
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// The page application processors start in (real mode, SIPI vector
+/// `AP_TRAMPOLINE_GPA >> 12`): it must lie below 1 MiB and outside the
+/// legacy VGA/BIOS hole (0xA_0000..0x10_0000), in RAM that nothing else is
+/// loaded into (igvm-build places no page data below `BOOT_INFO_GPA`; the
+/// memory map reports 0..640 KiB as RAM). The kernel writes the trampoline
+/// there through the direct map before each start-up.
+pub const AP_TRAMPOLINE_GPA: u64 = 0x0000_8000;
 
 pub const BOOT_INFO_GPA: u64 = 0x0010_0000;
 /// The SVSM configuration page (`crate::config`), written by igvm-build.
@@ -91,6 +100,9 @@ pub const fn phys_to_virt(pa: u64) -> u64 {
 
 // The regions must not overlap; checked at compile time.
 const _: () = {
+    assert!(AP_TRAMPOLINE_GPA.is_multiple_of(PAGE_SIZE));
+    assert!(AP_TRAMPOLINE_GPA + PAGE_SIZE <= 0xa_0000);
+    assert!(AP_TRAMPOLINE_GPA + PAGE_SIZE <= BOOT_INFO_GPA);
     assert!(MEMORY_MAP_GPA + MEMORY_MAP_SIZE <= STAGE2_STACK_BOTTOM - STAGE2_GUARD_SIZE);
     assert!(STAGE2_STACK_TOP + STAGE2_GUARD_SIZE <= STAGE2_BASE);
     assert!(STAGE2_BASE + STAGE2_MAX_SIZE <= SNP_GHCB_GPA);

@@ -82,6 +82,10 @@ pub mod exit_code {
     pub const IOIO: u64 = 0x7b;
     pub const MSR: u64 = 0x7c;
     pub const VMMCALL: u64 = 0x81;
+    /// The nested page fault: a #VC on an MMIO access.
+    pub const NPF: u64 = 0x400;
+    pub const MMIO_READ: u64 = 0x8000_0001;
+    pub const MMIO_WRITE: u64 = 0x8000_0002;
     pub const SNP_PAGE_STATE_CHANGE: u64 = 0x8000_0010;
     pub const SNP_GUEST_REQUEST: u64 = 0x8000_0011;
     pub const SNP_AP_CREATION: u64 = 0x8000_0013;

@@ -14,6 +14,7 @@
 extern crate std;
 
 pub mod addr;
+pub mod apic;
 pub mod cpuid;
 pub mod cr;
 pub mod desc;

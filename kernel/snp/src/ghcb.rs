@@ -57,6 +57,13 @@ fn output(g: &Ghcb, offset: usize, v: u64, name: &'static str) -> Result<u64, Gh
     }
 }
 
+fn check_mmio_len(len: usize) -> Result<(), GhcbError> {
+    match len {
+        1 | 2 | 4 | 8 => Ok(()),
+        _ => Err(GhcbError::BadArgument("MMIO size is not 1, 2, 4 or 8")),
+    }
+}
+
 impl GhcbPage<'_> {
     /// Starts a request: no field valid, the format version and usage set.
     fn clear(&mut self) {
@@ -118,6 +125,39 @@ impl GhcbPage<'_> {
                 Ok((rax & mask) as u32)
             }
         }
+    }
+
+    /// MMIO read of `len` bytes (1, 2, 4 or 8) at `gpa`: the hypervisor
+    /// writes the data to the shared buffer, named by SW_SCRATCH.
+    pub fn mmio_read<H: SnpHardware>(
+        &mut self,
+        hw: &mut H,
+        gpa: u64,
+        len: usize,
+    ) -> Result<u64, GhcbError> {
+        check_mmio_len(len)?;
+        self.clear();
+        set!(self.ghcb, sw_scratch, self.gpa + SHARED_BUFFER_OFFSET);
+        self.call(hw, exit_code::MMIO_READ, gpa, len as u64)?;
+        let mut bytes = [0u8; 8];
+        bytes[..len].copy_from_slice(&self.ghcb.shared_buffer[..len]);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    /// MMIO write of the low `len` bytes (1, 2, 4 or 8) of `value` at `gpa`,
+    /// passed in the shared buffer.
+    pub fn mmio_write<H: SnpHardware>(
+        &mut self,
+        hw: &mut H,
+        gpa: u64,
+        len: usize,
+        value: u64,
+    ) -> Result<(), GhcbError> {
+        check_mmio_len(len)?;
+        self.clear();
+        self.ghcb.shared_buffer[..len].copy_from_slice(&value.to_le_bytes()[..len]);
+        set!(self.ghcb, sw_scratch, self.gpa + SHARED_BUFFER_OFFSET);
+        self.call(hw, exit_code::MMIO_WRITE, gpa, len as u64)
     }
 
     /// RDMSR through the hypervisor.
@@ -360,6 +400,25 @@ mod tests {
 
     fn page(g: &mut Ghcb) -> GhcbPage<'_> {
         GhcbPage { ghcb: g, gpa: GPA }
+    }
+
+    #[test]
+    fn mmio_sizes_other_than_1_2_4_8_are_not_sent() {
+        let mut hw = FakeHw::new();
+        let mut g = Box::new(Ghcb::new_zeroed());
+        for len in [0, 3, 5, 16] {
+            assert!(matches!(
+                page(&mut g).mmio_read(&mut hw, 0xfee0_0000, len),
+                Err(GhcbError::BadArgument(_))
+            ));
+            assert!(matches!(
+                page(&mut g).mmio_write(&mut hw, 0xfee0_0000, len, 0),
+                Err(GhcbError::BadArgument(_))
+            ));
+        }
+        assert!(hw.events.is_empty());
+        assert_eq!(page(&mut g).mmio_read(&mut hw, 0xfee0_0000, 8), Ok(0));
+        assert_eq!(hw.events.len(), 2, "MSR write and VMGEXIT");
     }
 
     #[test]

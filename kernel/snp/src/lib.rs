@@ -13,6 +13,8 @@ extern crate std;
 pub mod ap;
 pub mod cpuid;
 pub mod ghcb;
+#[cfg(any(test, feature = "attest"))]
+pub mod guest_request;
 pub mod hw;
 pub mod msr_protocol;
 pub mod pvalidate;

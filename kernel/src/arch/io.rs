@@ -48,3 +48,17 @@ impl IoPort for DirectIo {
         };
     }
 }
+
+impl DirectIo {
+    /// A 16-bit OUT (not part of `IoPort`: only native-platform code that
+    /// talks to QEMU's fw_cfg selector needs it).
+    ///
+    /// # Safety
+    /// The caller owns `port` (see `IoPort`).
+    pub unsafe fn outw(&self, port: u16, val: u16) {
+        // SAFETY: as in `outb`.
+        unsafe {
+            asm!("out dx, ax", in("dx") port, in("ax") val, options(nomem, nostack, preserves_flags))
+        };
+    }
+}

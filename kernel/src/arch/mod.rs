@@ -12,11 +12,13 @@
 //! CR2, INVLPG, RDTSC) is safe. Hardware structures (descriptors, VMSA,
 //! GHCB...) are defined in `svsm-defs`, not here.
 
+pub mod apic;
 pub mod desc;
 pub mod entry;
 pub mod io;
 pub mod snp;
 pub mod stack;
+pub mod startup;
 pub mod svm;
 pub mod tdx;
 pub mod x86;

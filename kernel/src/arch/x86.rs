@@ -19,6 +19,39 @@ pub fn read_cr2() -> u64 {
     v
 }
 
+/// CR0 (the AP trampoline starts other CPUs with this CPU's value).
+pub fn read_cr0() -> u64 {
+    let v;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// CR4 (see `read_cr0`).
+pub fn read_cr4() -> u64 {
+    let v;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Loads CR3 (switches page tables; flushes non-global TLB entries).
+///
+/// # Safety
+/// `root` is a PML4 that maps the running code, its stack and everything
+/// the CPU reaches next (GDT, IDT, TSS, per-CPU area) as the current one does.
+pub unsafe fn write_cr3(root: u64) {
+    // SAFETY: the caller's obligations.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+}
+
+/// Waits for the next interrupt or NMI (interrupts stay disabled in the
+/// SVSM, so only an NMI, INIT or SMI wakes it).
+pub fn halt_once() {
+    // SAFETY: HLT touches no memory and returns once the CPU wakes.
+    unsafe { asm!("hlt", options(nomem, nostack, preserves_flags)) };
+}
+
 /// CR3: the physical address of the active PML4 (plus its flag bits).
 pub fn read_cr3() -> u64 {
     let v;

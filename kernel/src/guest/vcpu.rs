@@ -45,7 +45,7 @@ fn alloc_filled(pages: usize, byte: u8) -> Result<u64, SetupError> {
 
 /// Enables AMD-V on this CPU: EFER.SVME and its host save area.
 pub fn enable_this_cpu() -> Result<(), SetupError> {
-    let cpu = this_cpu().cpu_id as usize;
+    let cpu = this_cpu().cpu_id() as usize;
     let hsave = *HSAVE[cpu].try_call_once(|| alloc_filled(1, 0))?;
     // SAFETY: EFER and VM_HSAVE_PA exist on a CPU with SVM (checked by the
     // caller); setting SVME only allows the SVM instructions, and the host

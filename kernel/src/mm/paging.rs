@@ -94,7 +94,9 @@ pub unsafe fn map_page(
     Ok(())
 }
 
-/// Unmaps the 4 KiB page at `va`; returns the frame it mapped.
+/// Unmaps the 4 KiB page at `va`; returns the frame it mapped. Only this
+/// CPU's TLB entry is dropped: before the frame or the address is reused,
+/// the caller shoots down the other CPUs' entries (`cpu::tlb::shootdown`).
 ///
 /// # Safety
 /// Nothing references the page any more (the caller owns the range).
@@ -156,4 +158,34 @@ pub unsafe fn drop_identity_map() {
     let pml4 = unsafe { table(root()) };
     pml4[0] = 0;
     flush_tlb_all();
+}
+
+/// Page tables an AP starts on: a PML4 with every entry of the active one
+/// (the kernel, the direct map, the stacks) plus an identity mapping of the
+/// page at `pa` (the AP start-up trampoline, executable). Returns the four
+/// new table pages, the PML4 first; `free_ap_startup_tables` frees them.
+pub fn ap_startup_tables(
+    pa: u64,
+    alloc_table: &mut dyn FnMut() -> Option<PhysAddr>,
+) -> Result<[PhysAddr; 4], MapError> {
+    let enc = encryption();
+    let mut pages = [PhysAddr::new(0); 4];
+    for p in pages.iter_mut() {
+        *p = alloc_table().ok_or(MapError::OutOfMemory)?;
+    }
+    let _edit = EDIT.lock();
+    // SAFETY: CR3 names the active PML4 and the new pages were just
+    // allocated (zeroed) as tables for the AP; EDIT is held.
+    let (active, new) = unsafe { (table(root()), table(pages[0].as_u64())) };
+    new.copy_from_slice(active);
+    let next = PteFlags::PRESENT | PteFlags::WRITABLE;
+    let mut t = new;
+    for level in (1..4).rev() {
+        let child = pages[4 - level as usize].as_u64();
+        t[index(pa, level)] = child | enc.private_bits() | next.bits();
+        // SAFETY: `child` is one of the fresh table pages; EDIT is held.
+        t = unsafe { table(child) };
+    }
+    t[index(pa, 0)] = enc.strip(pa) | enc.private_bits() | PteFlags::PRESENT.bits();
+    Ok(pages)
 }

@@ -20,6 +20,7 @@ use svsm_kernel::platform_choice::{self, Implementation, PlatformRefused};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlatformError {
     /// The operation does not exist on this platform (yet).
+    #[allow(dead_code)] // raised by the SNP/TDX implementations
     Unsupported,
     /// The hardware/firmware refused (e.g. PVALIDATE failed).
     #[allow(dead_code)] // raised by the SNP/TDX implementations
@@ -38,6 +39,30 @@ pub enum PageValidation {
     /// Released (e.g. memory handed back to the guest on SNP/TDX).
     #[allow(dead_code)]
     Invalid,
+}
+
+/// Everything an AP needs to enter the kernel, in the form each platform
+/// consumes: natively the real-mode trampoline loads `cr0`/`cr3`/`cr4`/
+/// `efer` and jumps to `entry` with RSP = `stack_top` and RDI = `arg`; on
+/// SEV-SNP the same values become the AP's VMSA (RIP, RSP, RDI, the control
+/// registers, 64-bit CS) before AP creation; on TDX the multiprocessor
+/// wake-up mailbox sends the AP to the trampoline's 64-bit part with them.
+/// `cr3` maps the kernel as the boot CPU's tables do and identity maps the
+/// trampoline page (`AP_TRAMPOLINE_GPA`); it lies below 4 GiB.
+#[derive(Clone, Copy, Debug)]
+pub struct ApStartup {
+    /// The kernel's index of the CPU (its per-CPU area; SNP keeps a VMSA
+    /// per CPU under it).
+    #[allow(dead_code)] // read by the SNP implementation
+    pub cpu: u32,
+    pub apic_id: u32,
+    pub entry: u64,
+    pub arg: u64,
+    pub stack_top: u64,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
 }
 
 pub trait SvsmPlatform: Sync {
@@ -71,10 +96,15 @@ pub trait SvsmPlatform: Sync {
         false
     }
 
-    /// Starts an application processor at the given 64-bit entry with its
-    /// stack. Used by SMP bring-up (VP_COUNT > 1), which comes with SNP/TDX.
-    #[allow(dead_code)]
-    fn start_cpu(&self, cpu: u32, entry: u64, stack_top: u64) -> Result<(), PlatformError>;
+    /// How many CPUs the VM has (the boot CPU included), as the host
+    /// reports it; 1 when it reports nothing usable.
+    fn cpu_count(&self) -> u32;
+
+    /// Starts the application processor `ap.apic_id` so that it runs
+    /// `ap.entry` in 64-bit mode with `ap.stack_top` and `ap.arg` (see
+    /// [`ApStartup`]). Returns once the start was requested; the caller
+    /// waits for the AP to report in.
+    fn start_cpu(&self, ap: &ApStartup) -> Result<(), PlatformError>;
 
     /// Ends the SVSM with an exit code the host can see.
     fn shutdown(&self, code: ExitCode) -> !;

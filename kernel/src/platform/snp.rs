@@ -6,12 +6,12 @@
 //! the checked CPUID page, page validation is PVALIDATE, and the end is a
 //! GHCB termination request.
 //!
-//! #VC (CPUID, IN/OUT, RDMSR/WRMSR of the kernel's own code) is emulated
+//! #VC (CPUID, port IO, RDMSR/WRMSR of the kernel's own code) is emulated
 //! through `handle_vc`, on the #VC IST stack (before the IST stacks exist,
 //! on the interrupted stack); any other #VC is a fatal exception. Not yet here (docs/snp.md): AP
 //! start-up (`start_ap` is the building block), guest requests.
 
-use super::{PageValidation, PlatformError, SvsmPlatform};
+use super::{ApStartup, PageValidation, PlatformError, SvsmPlatform};
 use crate::arch::entry::ExceptionFrame;
 use crate::arch::io::{DirectIo, IoPort};
 use crate::arch::snp::{PvalidateResult, RmpPageSize};
@@ -30,12 +30,13 @@ use svsm_defs::msr;
 use svsm_defs::paging::PageEncryption;
 use svsm_defs::secrets::SecretsPage;
 use svsm_defs::vmsa::SevStatus;
+use svsm_insn::{FetchFault, Gpr, GuestState, InsnFetch, MemFault, Segment};
 use svsm_snp::cpuid::CheckedCpuid;
 use svsm_snp::ghcb::{GhcbError, GhcbPage};
 use svsm_snp::msr_protocol::{self, TerminationReason, reason};
 use svsm_snp::pvalidate::{Validation, validate_range};
 use svsm_snp::secrets::{self, SvsmSecrets};
-use svsm_snp::vc::{self, VcRegs};
+use svsm_snp::vc;
 use svsm_snp::{SnpHardware, startup};
 use zerocopy::FromBytes;
 
@@ -123,28 +124,17 @@ fn with_ghcb<T>(f: impl FnOnce(&mut GhcbPage<'_>) -> Result<T, GhcbError>) -> Re
     f(&mut page)
 }
 
-/// #VC: emulates CPUID, IN/OUT and RDMSR/WRMSR of the kernel's own code
-/// (`svsm_snp::vc`). Nesting policy: the handler and the GHCB path raise no
-/// #VC themselves, so a #VC while the GHCB is in use (a #VC inside #VC, or
-/// inside a console write) finds it locked and is fatal, never nested.
+/// #VC: emulates CPUID, port IO and RDMSR/WRMSR of the kernel's own code
+/// (`svsm_snp::vc`, decoding with `svsm_insn`). Nesting policy: the handler
+/// and the GHCB path raise no #VC themselves, so a #VC while the GHCB is in
+/// use (a #VC inside #VC, or inside a console write) finds it locked and is
+/// fatal, never nested.
 fn handle_vc(frame: &mut ExceptionFrame) -> bool {
     let bi = crate::bootinfo::get();
     let text = bi.kernel_image_virt..bi.kernel_image_virt + bi.kernel_image_size;
     if !text.contains(&frame.rip) || !GHCB_READY.load(Ordering::Acquire) {
         return false;
     }
-    // The longest x86 instruction is 15 bytes; the image is mapped to its end.
-    let len = (text.end - frame.rip).min(15) as usize;
-    // SAFETY: `rip..rip+len` lies in the kernel image, mapped and readable;
-    // the bytes are copied, never referenced.
-    let insn = unsafe { core::slice::from_raw_parts(frame.rip as *const u8, len) };
-    let mut regs = VcRegs {
-        rax: frame.rax,
-        rbx: frame.rbx,
-        rcx: frame.rcx,
-        rdx: frame.rdx,
-        rip: frame.rip,
-    };
     let Some(_lock) = GHCB_LOCK.try_lock() else {
         return false;
     };
@@ -157,24 +147,102 @@ fn handle_vc(frame: &mut ExceptionFrame) -> bool {
     let Some(cpuid) = CPUID.try_lock() else {
         return false;
     };
-    if vc::handle(
+    let mut fetch = KernelText { text };
+    let code = frame.error_code;
+    // The kernel maps no MMIO on SNP yet: a nested page fault stays fatal
+    // until a device mapping gives its linear-to-GPA translation here.
+    let mut no_mmio = |_| None;
+    vc::handle(
         &mut ArchSnp,
         &mut page,
         &cpuid,
-        frame.error_code,
-        insn,
-        &mut regs,
+        code,
+        &mut fetch,
+        &mut VcFrame(frame),
+        &mut no_mmio,
     )
-    .is_err()
-    {
-        return false;
+    .is_ok()
+}
+
+/// Instruction bytes of the kernel image (mapped and readable to its end),
+/// copied out for the decoder.
+struct KernelText {
+    text: core::ops::Range<u64>,
+}
+
+impl InsnFetch for KernelText {
+    fn fetch(&mut self, addr: u64, buf: &mut [u8]) -> Result<usize, FetchFault> {
+        if !self.text.contains(&addr) {
+            return Err(FetchFault { addr });
+        }
+        let n = buf.len().min((self.text.end - addr) as usize);
+        // SAFETY: `addr..addr+n` lies in the kernel image, mapped and
+        // readable; the bytes are copied, never referenced.
+        let src = unsafe { core::slice::from_raw_parts(addr as *const u8, n) };
+        buf[..n].copy_from_slice(src);
+        Ok(n)
     }
-    frame.rax = regs.rax;
-    frame.rbx = regs.rbx;
-    frame.rcx = regs.rcx;
-    frame.rdx = regs.rdx;
-    frame.rip = regs.rip;
-    true
+}
+
+/// The interrupted kernel context of a #VC, for the emulator. The kernel
+/// does no string IO, so INS/OUTS memory operands are refused (a fatal
+/// #VC) rather than written through unchecked kernel addresses.
+struct VcFrame<'a>(&'a mut ExceptionFrame);
+
+impl VcFrame<'_> {
+    fn slot(&mut self, r: Gpr) -> &mut u64 {
+        let f = &mut *self.0;
+        match r.0 {
+            0 => &mut f.rax,
+            1 => &mut f.rcx,
+            2 => &mut f.rdx,
+            3 => &mut f.rbx,
+            4 => &mut f.rsp,
+            5 => &mut f.rbp,
+            6 => &mut f.rsi,
+            7 => &mut f.rdi,
+            8 => &mut f.r8,
+            9 => &mut f.r9,
+            10 => &mut f.r10,
+            11 => &mut f.r11,
+            12 => &mut f.r12,
+            13 => &mut f.r13,
+            14 => &mut f.r14,
+            _ => &mut f.r15,
+        }
+    }
+}
+
+impl GuestState for VcFrame<'_> {
+    fn gpr(&self, r: Gpr) -> u64 {
+        let f = &*self.0;
+        [
+            f.rax, f.rcx, f.rdx, f.rbx, f.rsp, f.rbp, f.rsi, f.rdi, f.r8, f.r9, f.r10, f.r11,
+            f.r12, f.r13, f.r14, f.r15,
+        ][usize::from(r.0 & 15)]
+    }
+    fn set_gpr(&mut self, r: Gpr, value: u64) {
+        *self.slot(r) = value;
+    }
+    fn rip(&self) -> u64 {
+        self.0.rip
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.0.rip = rip;
+    }
+    fn rflags(&self) -> u64 {
+        self.0.rflags
+    }
+    fn segment_base(&self, _: Segment) -> u64 {
+        // The kernel's FS/GS bases are unused by its IO code.
+        0
+    }
+    fn read_memory(&mut self, linear: u64, _: &mut [u8]) -> Result<(), MemFault> {
+        Err(MemFault { addr: linear })
+    }
+    fn write_memory(&mut self, linear: u64, _: &[u8]) -> Result<(), MemFault> {
+        Err(MemFault { addr: linear })
+    }
 }
 
 /// A failed GHCB request: the hypervisor misbehaves; end the guest.
@@ -302,7 +370,12 @@ impl SvsmPlatform for SnpPlatform {
         handle_vc(frame)
     }
 
-    fn start_cpu(&self, _cpu: u32, _entry: u64, _stack_top: u64) -> Result<(), PlatformError> {
+    /// One CPU until AP creation (a VMSA per AP from `ApStartup`) exists here.
+    fn cpu_count(&self) -> u32 {
+        1
+    }
+
+    fn start_cpu(&self, _ap: &ApStartup) -> Result<(), PlatformError> {
         Err(PlatformError::Unsupported)
     }
 
