@@ -176,7 +176,7 @@ mod tests {
             StackKind::Ist(IstKind::PageFault).default_size(),
             Some(32 * 1024)
         );
-        assert_eq!(StackKind::Ist(IstKind::Nmi).default_size(), Some(16 * 1024));
+        assert_eq!(StackKind::Ist(IstKind::Nmi).default_size(), Some(24 * 1024));
         assert_eq!(StackKind::Task.default_size(), Some(32 * 1024));
         assert!(!StackKind::Boot.is_allocatable());
         assert!(!StackKind::Stage2.is_allocatable());
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(IstKind::DoubleFault.vector(), 8);
         assert_eq!(IstKind::PageFault.vector(), 14);
         assert_eq!(IstKind::Vc.vector(), 29);
-        assert_eq!(StackKind::Ist(IstKind::Vc).default_size(), Some(16 * 1024));
+        assert_eq!(StackKind::Ist(IstKind::Vc).default_size(), Some(24 * 1024));
     }
 
     #[test]

@@ -43,13 +43,15 @@ pub const PERCPU_STACK_SIZE: u64 = 64 * 1024;
 pub const IST_DF_STACK_SIZE: u64 = 32 * 1024;
 /// IST stack for #PF: classification, report and backtrace.
 pub const IST_PF_STACK_SIZE: u64 = 32 * 1024;
-/// IST stack for NMI.
-pub const IST_NMI_STACK_SIZE: u64 = 16 * 1024;
+/// IST stack for NMI: the other CPUs' stop/shootdown requests, or the
+/// fatal report with a backtrace (as #MC and #VC: 24 KiB holds one fatal
+/// report plus one nested exception's, see stackcheck.toml).
+pub const IST_NMI_STACK_SIZE: u64 = 24 * 1024;
 /// IST stack for #MC.
-pub const IST_MC_STACK_SIZE: u64 = 16 * 1024;
+pub const IST_MC_STACK_SIZE: u64 = 24 * 1024;
 /// IST stack for #VC (SEV-SNP): instruction emulation through the GHCB, or
 /// the fatal report.
-pub const IST_VC_STACK_SIZE: u64 = 16 * 1024;
+pub const IST_VC_STACK_SIZE: u64 = 24 * 1024;
 /// Kernel task stack.
 pub const TASK_STACK_SIZE: u64 = 32 * 1024;
 /// Reserved for CET shadow stacks (not used yet).
