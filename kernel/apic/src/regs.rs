@@ -3,32 +3,7 @@
 //! registers the model interprets (Intel SDM vol. 3, "x2APIC Register
 //! Address Space"; AMD APM vol. 2, "x2APIC").
 
-pub const ID: u32 = 0x802;
-pub const VERSION: u32 = 0x803;
-pub const TPR: u32 = 0x808;
-pub const PPR: u32 = 0x80A;
-pub const EOI: u32 = 0x80B;
-pub const LDR: u32 = 0x80D;
-pub const SVR: u32 = 0x80F;
-pub const ISR0: u32 = 0x810;
-pub const ISR7: u32 = 0x817;
-pub const TMR0: u32 = 0x818;
-pub const TMR7: u32 = 0x81F;
-pub const IRR0: u32 = 0x820;
-pub const IRR7: u32 = 0x827;
-pub const ESR: u32 = 0x828;
-pub const LVT_CMCI: u32 = 0x82F;
-pub const ICR: u32 = 0x830;
-pub const LVT_TIMER: u32 = 0x832;
-pub const LVT_THERMAL: u32 = 0x833;
-pub const LVT_PMC: u32 = 0x834;
-pub const LVT_LINT0: u32 = 0x835;
-pub const LVT_LINT1: u32 = 0x836;
-pub const LVT_ERROR: u32 = 0x837;
-pub const TIMER_INITIAL_COUNT: u32 = 0x838;
-pub const TIMER_CURRENT_COUNT: u32 = 0x839;
-pub const TIMER_DIVIDE: u32 = 0x83E;
-pub const SELF_IPI: u32 = 0x83F;
+pub use svsm_defs::apic::x2apic::*;
 
 /// The version register: version 0x14 (integrated APIC), six LVT entries
 /// (max LVT index 5), no directed-EOI support.
@@ -66,26 +41,7 @@ pub const fn divisor(dcr: u32) -> u64 {
     if code == 7 { 1 } else { 2 << code }
 }
 
-/// ICR fields (x2APIC: one 64-bit register, destination in 63:32).
-pub mod icr {
-    pub const VECTOR: u64 = 0xFF;
-    pub const DELIVERY_MODE_SHIFT: u32 = 8;
-    pub const DELIVERY_MODE_MASK: u64 = 7 << DELIVERY_MODE_SHIFT;
-    pub const MODE_FIXED: u64 = 0;
-    pub const MODE_NMI: u64 = 4;
-    pub const DEST_LOGICAL: u64 = 1 << 11;
-    pub const LEVEL_ASSERT: u64 = 1 << 14;
-    pub const TRIGGER_LEVEL: u64 = 1 << 15;
-    pub const SHORTHAND_SHIFT: u32 = 18;
-    pub const SHORTHAND_MASK: u64 = 3 << SHORTHAND_SHIFT;
-    pub const SHORTHAND_NONE: u64 = 0;
-    pub const SHORTHAND_SELF: u64 = 1;
-    pub const SHORTHAND_ALL_INCLUDING_SELF: u64 = 2;
-    pub const SHORTHAND_ALL_EXCLUDING_SELF: u64 = 3;
-    /// Bits that must be zero in x2APIC mode (13, 16, 17, 20..31).
-    pub const RESERVED: u64 = 0xFFF3_2000;
-    pub const BROADCAST: u32 = 0xFFFF_FFFF;
-}
+pub use svsm_defs::apic::icr;
 
 /// The x2APIC logical ID derived from the APIC ID: cluster in 31:16, one
 /// bit of 16 in 15:0.
