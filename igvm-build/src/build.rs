@@ -387,6 +387,27 @@ pub fn assemble_for(
     })
 }
 
+/// The memory-map parameter area the loader fills, and its insertion at
+/// `MEMORY_MAP_GPA` for the platforms in `compatibility_mask`.
+pub(crate) fn memory_map_directives(d: &mut Vec<IgvmDirectiveHeader>, compatibility_mask: u32) {
+    d.push(IgvmDirectiveHeader::ParameterArea {
+        number_of_bytes: MEMORY_MAP_SIZE,
+        parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        initial_data: vec![],
+    });
+    d.push(IgvmDirectiveHeader::MemoryMap(IGVM_VHS_PARAMETER {
+        parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        byte_offset: 0,
+    }));
+    d.push(IgvmDirectiveHeader::ParameterInsert(
+        IGVM_VHS_PARAMETER_INSERT {
+            gpa: MEMORY_MAP_GPA,
+            compatibility_mask,
+            parameter_area_index: PARAM_AREA_MEMORY_MAP,
+        },
+    ));
+}
+
 /// An IGVM file for the native platform alone (`crate::snp::to_igvm`
 /// writes the file for both platforms).
 pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
@@ -410,22 +431,7 @@ pub fn to_igvm(img: &Image) -> Result<IgvmFile> {
     // Only directives both loaders handle: the command line travels in the
     // configuration page above, not in a COMMAND_LINE parameter (upstream
     // QEMU refuses the whole file for one). See docs/qemu-adapter.md.
-    d.push(IgvmDirectiveHeader::ParameterArea {
-        number_of_bytes: MEMORY_MAP_SIZE,
-        parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        initial_data: vec![],
-    });
-    d.push(IgvmDirectiveHeader::MemoryMap(IGVM_VHS_PARAMETER {
-        parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        byte_offset: 0,
-    }));
-    d.push(IgvmDirectiveHeader::ParameterInsert(
-        IGVM_VHS_PARAMETER_INSERT {
-            gpa: MEMORY_MAP_GPA,
-            compatibility_mask: NATIVE_COMPAT_MASK,
-            parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        },
-    ));
+    memory_map_directives(&mut d, NATIVE_COMPAT_MASK);
     d.push(IgvmDirectiveHeader::X64NativeVpContext {
         compatibility_mask: NATIVE_COMPAT_MASK,
         vp_index: 0,

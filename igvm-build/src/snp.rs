@@ -7,14 +7,14 @@
 //! interface non-zero (`kvm_refusal`); the firmware measures it after all
 //! pages, so a digest computed in directive order agrees with the hardware.
 
-use crate::build::{Image, NATIVE_COMPAT_MASK, PARAM_AREA_MEMORY_MAP};
+use crate::build::{Image, NATIVE_COMPAT_MASK};
 use anyhow::{Result, anyhow};
 use igvm::snp_defs::SevVmsa;
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmInitializationHeader, IgvmPlatformHeader};
 use igvm::{IgvmRevision, snp_defs};
 use igvm_defs::{
-    IGVM_VHS_PARAMETER, IGVM_VHS_PARAMETER_INSERT, IGVM_VHS_SUPPORTED_PLATFORM,
-    IgvmNativeVpContextX64, IgvmPageDataFlags, IgvmPageDataType, IgvmPlatformType, SnpPolicy,
+    IGVM_VHS_SUPPORTED_PLATFORM, IgvmNativeVpContextX64, IgvmPageDataFlags, IgvmPageDataType,
+    IgvmPlatformType, SnpPolicy,
 };
 use svsm_bootdefs::layout::*;
 use svsm_defs::cpuid::{CpuidEntry, CpuidPage};
@@ -291,22 +291,7 @@ pub fn to_igvm(native: &Image, snp: &Image) -> Result<IgvmFile> {
         vec![],
     ));
     // The memory map: filled by the loader, unmeasured on SNP.
-    d.push(IgvmDirectiveHeader::ParameterArea {
-        number_of_bytes: MEMORY_MAP_SIZE,
-        parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        initial_data: vec![],
-    });
-    d.push(IgvmDirectiveHeader::MemoryMap(IGVM_VHS_PARAMETER {
-        parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        byte_offset: 0,
-    }));
-    d.push(IgvmDirectiveHeader::ParameterInsert(
-        IGVM_VHS_PARAMETER_INSERT {
-            gpa: MEMORY_MAP_GPA,
-            compatibility_mask: BOTH,
-            parameter_area_index: PARAM_AREA_MEMORY_MAP,
-        },
-    ));
+    crate::build::memory_map_directives(&mut d, BOTH);
     d.push(IgvmDirectiveHeader::X64NativeVpContext {
         compatibility_mask: NATIVE_COMPAT_MASK,
         vp_index: 0,

@@ -1,6 +1,7 @@
-//! The local APIC's interrupt command register (ICR) and the registers the
-//! kernel uses to start and signal other CPUs (Intel SDM vol. 3A sections
-//! 11.6 and 11.12; AMD APM vol. 2 section 16.5). One encoding serves both
+//! The local APIC: the x2APIC register map (used by the SVSM to start and
+//! signal other CPUs and by the guest's emulated APIC), the interrupt
+//! command register (ICR) and the xAPIC registers the kernel uses (Intel
+//! SDM vol. 3A sections 11.6 and 11.12; AMD APM vol. 2 section 16.5). One encoding serves both
 //! access modes: x2APIC (MSRs, destination in bits 63:32) and xAPIC (MMIO,
 //! destination in bits 31:24 of the high ICR register).
 
