@@ -44,19 +44,26 @@ impl From<GhcbError> for VcError {
     }
 }
 
+/// The linear-to-GPA translation of MMIO addresses the caller allows
+/// (`None`: not an MMIO address the SVSM may access). A type parameter, not
+/// `dyn`: the call stays direct, so the #VC path has no indirect call for
+/// the stack analysis to over-approximate.
+pub trait Translate: FnMut(u64) -> Option<u64> {}
+impl<T: FnMut(u64) -> Option<u64> + ?Sized> Translate for T {}
+
 /// The emulator's devices on SNP: port IO through GHCB IOIO requests, MMIO
 /// through GHCB MMIO requests at the GPA `translate` gives for the linear
 /// address (`None`: not an MMIO address the SVSM may access). The first
 /// failure is kept so the caller reports it.
-struct GhcbDevices<'h, 'g, 'p, 't, H: SnpHardware> {
+struct GhcbDevices<'h, 'g, 'p, 't, H: SnpHardware, T: Translate + ?Sized> {
     hw: &'h mut H,
     ghcb: &'g mut GhcbPage<'p>,
-    translate: &'t mut dyn FnMut(u64) -> Option<u64>,
+    translate: &'t mut T,
     failure: Option<VcError>,
 }
 
-impl<H: SnpHardware> GhcbDevices<'_, '_, '_, '_, H> {
-    fn fail<T>(&mut self, e: VcError) -> Result<T, DeviceError> {
+impl<H: SnpHardware, T: Translate + ?Sized> GhcbDevices<'_, '_, '_, '_, H, T> {
+    fn fail<R>(&mut self, e: VcError) -> Result<R, DeviceError> {
         self.failure = Some(e);
         Err(DeviceError)
     }
@@ -74,7 +81,7 @@ impl<H: SnpHardware> GhcbDevices<'_, '_, '_, '_, H> {
     }
 }
 
-impl<H: SnpHardware> Devices for GhcbDevices<'_, '_, '_, '_, H> {
+impl<H: SnpHardware, T: Translate + ?Sized> Devices for GhcbDevices<'_, '_, '_, '_, H, T> {
     fn io_read(&mut self, port: u16, width: Width) -> Result<u32, DeviceError> {
         self.io(port, width, None)
     }
@@ -102,14 +109,19 @@ impl<H: SnpHardware> Devices for GhcbDevices<'_, '_, '_, '_, H> {
 /// instruction cut short at [`MAX_REPS_PER_VC`] keeps RIP, to run again).
 /// On an error RIP is unchanged. A nested page fault (MMIO) is emulated at
 /// the GPA `translate` gives for the access's linear address.
-pub fn handle<H: SnpHardware, F: InsnFetch + ?Sized, S: GuestState + ?Sized>(
+pub fn handle<
+    H: SnpHardware,
+    F: InsnFetch + ?Sized,
+    S: GuestState + ?Sized,
+    T: Translate + ?Sized,
+>(
     hw: &mut H,
     ghcb: &mut GhcbPage<'_>,
     cpuid: &CheckedCpuid,
     exit_code: u64,
     fetch: &mut F,
     state: &mut S,
-    translate: &mut dyn FnMut(u64) -> Option<u64>,
+    translate: &mut T,
 ) -> Result<(), VcError> {
     let expected = match exit_code {
         exit_code::CPUID | exit_code::IOIO | exit_code::MSR | exit_code::NPF => exit_code,
@@ -151,10 +163,10 @@ pub fn handle<H: SnpHardware, F: InsnFetch + ?Sized, S: GuestState + ?Sized>(
 }
 
 /// Port IO and MMIO: `svsm_insn::emulate` with the GHCB as its devices.
-fn emulate_with_ghcb<H: SnpHardware, S: GuestState + ?Sized>(
+fn emulate_with_ghcb<H: SnpHardware, S: GuestState + ?Sized, T: Translate + ?Sized>(
     hw: &mut H,
     ghcb: &mut GhcbPage<'_>,
-    translate: &mut dyn FnMut(u64) -> Option<u64>,
+    translate: &mut T,
     insn: &Insn,
     state: &mut S,
     mismatch: VcError,
